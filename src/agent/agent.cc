@@ -1,0 +1,282 @@
+// The agent's capture loop. One pass:
+//   1. source.poll()      -> packets copied once, ring -> batch frame
+//   2. batch full or old  -> seal: add interface stats and pending gap records
+//   3. spool.append()     -> durable on the edge before it is sent;
+//                            a refused/evicted batch becomes a gap record
+//   4. sender.notify()    -> the sender thread streams it (sender.cc)
+#include "agent/agent.h"
+
+#include <netdb.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <thread>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "agent/privileges.h"
+#include "agent/sender.h"
+#include "pki/pki.h"
+#include "wire/frames.h"
+#include "wire/tcp.h"
+
+namespace trawl::agent {
+namespace {
+
+// Turns captured packets into batch frames.
+class Batcher final : public capture::PacketSink {
+ public:
+  Batcher(const AgentOptions& opts, std::span<const InterfaceInfo> ifaces, uint64_t spool_id,
+          AgentCounters& counters)
+      : opts_(opts), ifaces_(ifaces.begin(), ifaces.end()), spool_id_(spool_id), counters_(counters) {
+    builder_.reset(spool_id_, ifaces_);
+  }
+
+  void on_packet(uint16_t iface, uint64_t ts_ns, uint32_t orig_len, std::span<const uint8_t> data) override {
+    if (builder_.empty()) opened_mono_ = now_mono_;
+    builder_.add_packet(iface, ts_ns, orig_len, data);
+    counters_.packets_captured.fetch_add(1, std::memory_order_relaxed);
+    counters_.bytes_captured.fetch_add(data.size(), std::memory_order_relaxed);
+  }
+
+  void set_now(uint64_t mono) { now_mono_ = mono; }
+  bool full() const {
+    return builder_.frame_bytes() >= opts_.batch_max_bytes || builder_.packets() >= opts_.batch_max_packets;
+  }
+  bool old(uint64_t mono) const { return !builder_.empty() && mono - opened_mono_ >= opts_.batch_max_age_ns; }
+  bool empty() const { return builder_.empty(); }
+
+  void add_stats(const std::vector<InterfaceStats>& stats) {
+    if (builder_.empty()) opened_mono_ = now_mono_;
+    for (const auto& s : stats) builder_.add_stats(s);
+  }
+
+  // Seals the batch into the spool. Returns false on a spool I/O error.
+  Status seal(SharedSpool& shared, uint64_t wall_ns) {
+    if (builder_.empty()) return ok_status();
+    if (pending_gap_.packets > 0) builder_.add_gap(pending_gap_);
+    EntryMeta meta;
+    meta.packets = builder_.packets();
+    meta.packet_bytes = builder_.packet_bytes();
+    meta.first_ts_ns = builder_.first_ts_ns();
+    meta.last_ts_ns = builder_.last_ts_ns();
+    Result<AppendOutcome> out = Error("");
+    {
+      std::lock_guard lock(shared.mu);
+      meta.seq = shared.spool->last_seq() + 1;
+      auto frame = builder_.finish(meta.seq, wall_ns);
+      out = shared.spool->append(meta, frame);
+    }
+    if (!out) return std::move(out).error().with_context("spooling batch");
+    counters_.batches_sealed.fetch_add(1, std::memory_order_relaxed);
+    bool carried_gap = pending_gap_.packets > 0;
+    if (out->stored && carried_gap) pending_gap_ = Gap{};
+    for (const auto& d : out->dropped) {
+      // The refused batch (drop-newest) or evicted ones (drop-oldest): their
+      // packets are lost, and so is any gap record the refused one carried,
+      // which is why pending_gap_ is only cleared when a batch is stored.
+      record_drop(d);
+    }
+    shared.notify();
+    builder_.reset(spool_id_, ifaces_);
+    return ok_status();
+  }
+
+ private:
+  void record_drop(const EntryMeta& d) {
+    if (d.packets == 0) return;
+    counters_.packets_dropped_spool.fetch_add(d.packets, std::memory_order_relaxed);
+    counters_.bytes_dropped_spool.fetch_add(d.packet_bytes, std::memory_order_relaxed);
+    Gap& g = pending_gap_;
+    if (g.packets == 0) {
+      g.iface = 0xffff;
+      g.reason = GapReason::kSpoolFull;
+      g.from_ns = d.first_ts_ns;
+      g.to_ns = d.last_ts_ns;
+    } else {
+      g.from_ns = std::min(g.from_ns, d.first_ts_ns);
+      g.to_ns = std::max(g.to_ns, d.last_ts_ns);
+    }
+    g.packets += d.packets;
+    g.bytes += d.packet_bytes;
+    if (!logged_full_) {
+      spdlog::warn("spool full: dropping batches ({} policy); the loss is recorded as a gap",
+                   opts_.spool.policy == DropPolicy::kDropNewest ? "drop-newest" : "drop-oldest");
+      logged_full_ = true;
+    }
+  }
+
+  const AgentOptions& opts_;
+  std::vector<InterfaceInfo> ifaces_;
+  uint64_t spool_id_;
+  AgentCounters& counters_;
+  wire::BatchBuilder builder_{2 << 20};
+  uint64_t now_mono_ = 0;
+  uint64_t opened_mono_ = 0;
+  Gap pending_gap_;
+  bool logged_full_ = false;
+};
+
+Result<std::shared_ptr<wire::TlsContext>> load_credentials(const AgentOptions& opts) {
+  if (opts.insecure) return std::shared_ptr<wire::TlsContext>();
+  wire::TlsFiles files;
+  if (!opts.pki_dir.empty()) files = pki::agent_files(opts.pki_dir, opts.name);
+  if (!opts.ca_file.empty()) files.ca = opts.ca_file;
+  if (!opts.cert_file.empty()) files.cert = opts.cert_file;
+  if (!opts.key_file.empty()) files.key = opts.key_file;
+  if (files.ca.empty() || files.cert.empty() || files.key.empty()) {
+    return Error("no credentials: give --pki DIR (or --ca/--cert/--key), or --insecure for a lab");
+  }
+  return wire::tls_client_context(files);
+}
+
+// Creates the spool directory and hands it to the unprivileged user, so
+// the spool keeps working after the drop.
+Status prepare_spool_dir(const AgentOptions& opts) {
+  std::error_code ec;
+  std::filesystem::create_directories(opts.spool.dir, ec);
+  if (ec) return Error(fmt::format("creating spool directory {}: {}", opts.spool.dir.string(), ec.message()));
+  if (geteuid() != 0 || opts.user.empty()) return ok_status();
+  auto ids = lookup_user(opts.user);
+  if (!ids) return std::move(ids).error();
+  auto own = [&](const std::filesystem::path& p) -> Status {
+    if (lchown(p.c_str(), ids->uid, ids->gid) != 0) return Error::from_errno("chown " + p.string());
+    return ok_status();
+  };
+  TRAWL_TRY(own(opts.spool.dir), "preparing spool");
+  for (const auto& e : std::filesystem::recursive_directory_iterator(opts.spool.dir, ec)) {
+    TRAWL_TRY(own(e.path()), "preparing spool");
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+void SharedSpool::notify() {
+  uint64_t one = 1;
+  if (wake_fd >= 0) (void)!write(wake_fd, &one, sizeof one);
+}
+
+Result<std::string> own_traffic_filter(const std::vector<std::string>& collectors) {
+  std::string out;
+  for (const auto& c : collectors) {
+    auto hp = wire::parse_host_port(c);
+    if (!hp) return std::move(hp).error().with_context("collector address '" + c + "'");
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    std::string host = hp->host.empty() ? "0.0.0.0" : hp->host;
+    int rc = getaddrinfo(host.c_str(), nullptr, &hints, &res);
+    if (rc != 0) return Error(fmt::format("resolving collector '{}': {}", host, gai_strerror(rc)));
+    for (addrinfo* a = res; a; a = a->ai_next) {
+      char ip[NI_MAXHOST];
+      if (getnameinfo(a->ai_addr, a->ai_addrlen, ip, sizeof ip, nullptr, 0, NI_NUMERICHOST) != 0) continue;
+      std::string term = fmt::format("(tcp and host {} and port {})", ip, hp->port);
+      if (out.find(term) != std::string::npos) continue;
+      if (!out.empty()) out += " or ";
+      out += term;
+    }
+    freeaddrinfo(res);
+  }
+  return out;
+}
+
+Status run_agent(const AgentOptions& opts, std::atomic<bool>& stop, AgentCounters& counters) {
+  const Clock& clock = SystemClock::instance();
+  if (opts.name.empty()) return Error("the agent needs a --name");
+  if (opts.collectors.empty()) return Error("the agent needs at least one --collector HOST:PORT");
+  wire::ignore_sigpipe();
+
+  capture::CaptureOptions copts = opts.capture;
+  auto exclude = own_traffic_filter(opts.collectors);
+  if (!exclude) return std::move(exclude).error();
+  copts.exclude_filter = *exclude;
+  auto source = capture::PcapSource::open(copts);
+  if (!source) return std::move(source).error();
+  auto tls = load_credentials(opts);
+  if (!tls) return std::move(tls).error().with_context("loading agent credentials");
+  TRAWL_TRY(prepare_spool_dir(opts), "agent");
+  if (!opts.user.empty()) TRAWL_TRY(drop_privileges(opts.user), "agent");
+
+  SharedSpool shared;
+  auto spool = Spool::open(opts.spool);
+  if (!spool) return std::move(spool).error().with_context("opening spool");
+  shared.spool = std::move(*spool);
+  shared.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (shared.wake_fd < 0) return Error::from_errno("eventfd");
+
+  const auto& ifaces = (*source)->interfaces();
+  std::string names;
+  for (const auto& i : ifaces) names += (names.empty() ? "" : ",") + i.name;
+  spdlog::info("agent {}: capturing on {} (snaplen {}, filter '{}'), spool {} ({} batches pending), running as uid {}",
+               opts.name, names, copts.snaplen, copts.filter, opts.spool.dir.string(),
+               shared.spool->entries(), geteuid());
+
+  std::atomic<bool> sender_stop{false};
+  Sender sender(opts, *tls, shared, counters, clock);
+  std::thread sender_thread([&] { sender.run(sender_stop); });
+
+  Batcher batcher(opts, ifaces, shared.spool->spool_id(), counters);
+  uint64_t next_stats = clock.mono_ns();
+  uint64_t started = clock.mono_ns();
+  Status result;
+  while (!stop.load(std::memory_order_relaxed)) {
+    uint64_t now = clock.mono_ns();
+    batcher.set_now(now);
+    // 1. capture
+    auto got = (*source)->poll(10, opts.batch_max_packets, batcher);
+    if (!got) {
+      result = std::move(got).error();
+      break;
+    }
+    now = clock.mono_ns();
+    batcher.set_now(now);
+    // 2. stats ride with the batches, so they are stored in order with them
+    if (now >= next_stats) {
+      auto stats = (*source)->stats();
+      uint64_t wall = clock.wall_ns();
+      for (auto& s : stats) s.ts_ns = wall;
+      batcher.add_stats(stats);
+      next_stats = now + opts.stats_every_ns;
+    }
+    // 3. seal into the spool
+    if (batcher.full() || batcher.old(now)) {
+      if (auto s = batcher.seal(shared, clock.wall_ns()); !s) {
+        spdlog::error("agent {}: {}", opts.name, s.error().message());
+        result = std::move(s);
+        break;
+      }
+    }
+    if (opts.max_capture_ns && now - started >= opts.max_capture_ns) break;
+  }
+  // Flush what was captured (with final stats) before stopping the sender.
+  if (result.ok()) {
+    auto stats = (*source)->stats();
+    for (auto& s : stats) s.ts_ns = clock.wall_ns();
+    batcher.add_stats(stats);
+    if (auto s = batcher.seal(shared, clock.wall_ns()); !s) result = std::move(s);
+  }
+  // Give the sender a bounded time to get the spool acknowledged; whatever
+  // is left stays in the spool and is sent by the next run.
+  uint64_t drain_until = clock.mono_ns() + opts.drain_timeout_ns;
+  while (clock.mono_ns() < drain_until) {
+    {
+      std::lock_guard lock(shared.mu);
+      if (shared.spool->entries() == 0) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  sender_stop = true;
+  shared.notify();
+  sender_thread.join();
+  close(shared.wake_fd);
+  spdlog::info("agent {}: stopped; {} packets captured, {} dropped by spool policy, {} batches unacknowledged in spool",
+               opts.name, counters.packets_captured.load(), counters.packets_dropped_spool.load(),
+               shared.spool->entries());
+  return result;
+}
+
+}  // namespace trawl::agent

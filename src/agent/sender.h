@@ -1,0 +1,48 @@
+// Sender: the agent's connection loop. Connects (failing over between
+// collector addresses, capped exponential backoff with jitter), says HELLO,
+// learns the collector's durable seq from WELCOME, then streams every
+// unacknowledged spool entry oldest first and frees entries as ACKs arrive.
+// Runs on its own thread; shares the spool with the capture thread through
+// SharedSpool's mutex (held per batch, never per packet).
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "agent/agent.h"
+#include "agent/spool.h"
+#include "core/clock.h"
+#include "wire/tls.h"
+
+namespace trawl::agent {
+
+struct SharedSpool {
+  std::mutex mu;
+  std::unique_ptr<Spool> spool;
+  int wake_fd = -1;  // eventfd: the capture thread signals a new entry
+  void notify();
+};
+
+class Sender {
+ public:
+  Sender(const AgentOptions& opts, std::shared_ptr<wire::TlsContext> tls, SharedSpool& spool,
+         AgentCounters& counters, const Clock& clock);
+  // Returns when stop is set.
+  void run(std::atomic<bool>& stop);
+
+ private:
+  // One connection's lifetime; returns why it ended.
+  Status session(const std::string& address, std::atomic<bool>& stop);
+
+  const AgentOptions& opts_;
+  std::shared_ptr<wire::TlsContext> tls_;
+  SharedSpool& spool_;
+  AgentCounters& counters_;
+  const Clock& clock_;
+  std::string hostname_;
+};
+
+}  // namespace trawl::agent

@@ -1,0 +1,747 @@
+// Spool: append-only files of checksummed records, a two-slot state file,
+// whole-file freeing. Layout and rules: docs/spool.md.
+//
+// The three paths, in order of how often they run:
+//   append:      1 write the state (last_seq) → 2 plan room (refuse or pick
+//                victim files) → 3 unlink victims → 4 rotate if the active
+//                file is full → 5 one pwritev of header + frame.
+//   next_unsent: find the entry's file → one pread of header + payload into a
+//                reusable buffer → check the header → hand out.
+//   ack:         write the state (ack point) → forget acked entries → unlink
+//                every file whose newest record is acked.
+#include "agent/spool.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cassert>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <random>
+#include <string_view>
+#include <system_error>
+
+#include "core/bytes.h"
+
+namespace trawl::agent {
+
+// ---------------------------------------------------------------- CRC32C ---
+
+namespace {
+
+using CrcTables = std::array<std::array<uint32_t, 256>, 8>;
+
+constexpr CrcTables make_crc_tables() {
+  CrcTables t{};
+  for (uint32_t i = 0; i < 256; ++i) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u)));
+    t[0][i] = c;
+  }
+  for (size_t s = 1; s < 8; ++s)
+    for (size_t i = 0; i < 256; ++i) t[s][i] = (t[s - 1][i] >> 8) ^ t[0][t[s - 1][i] & 0xff];
+  return t;
+}
+
+constexpr CrcTables kCrcTables = make_crc_tables();
+
+uint32_t load_le32(const uint8_t* p) {
+  return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
+}
+
+// Raw (not inverted) slicing-by-8 update.
+uint32_t crc_update_table(uint32_t crc, const uint8_t* p, size_t n) {
+  const auto& t = kCrcTables;
+  while (n >= 8) {
+    uint32_t lo = load_le32(p) ^ crc;
+    uint32_t hi = load_le32(p + 4);
+    crc = t[7][lo & 0xff] ^ t[6][(lo >> 8) & 0xff] ^ t[5][(lo >> 16) & 0xff] ^ t[4][lo >> 24] ^
+          t[3][hi & 0xff] ^ t[2][(hi >> 8) & 0xff] ^ t[1][(hi >> 16) & 0xff] ^ t[0][hi >> 24];
+    p += 8;
+    n -= 8;
+  }
+  while (n--) crc = (crc >> 8) ^ t[0][(crc ^ *p++) & 0xff];
+  return crc;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) uint32_t crc_update_sse42(uint32_t crc, const uint8_t* p,
+                                                             size_t n) {
+  unsigned long long c = crc;
+  while (n >= 8) {
+    unsigned long long v;
+    std::memcpy(&v, p, 8);
+    c = __builtin_ia32_crc32di(c, v);
+    p += 8;
+    n -= 8;
+  }
+  auto c32 = static_cast<unsigned int>(c);
+  while (n--) c32 = __builtin_ia32_crc32qi(c32, *p++);
+  return c32;
+}
+
+bool cpu_has_sse42() {
+  static const bool has = __builtin_cpu_supports("sse4.2");
+  return has;
+}
+#endif
+
+}  // namespace
+
+uint32_t crc32c(std::span<const uint8_t> data, uint32_t crc) {
+#if defined(__x86_64__)
+  if (cpu_has_sse42()) return ~crc_update_sse42(~crc, data.data(), data.size());
+#endif
+  return ~crc_update_table(~crc, data.data(), data.size());
+}
+
+namespace spool_detail {
+uint32_t crc32c_table(std::span<const uint8_t> data, uint32_t crc) {
+  return ~crc_update_table(~crc, data.data(), data.size());
+}
+}  // namespace spool_detail
+
+// ---------------------------------------------------------- on-disk layout ---
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::string_view kFileMagic = "TRWLSPL1";   // 8 bytes
+constexpr std::string_view kStateMagic = "TRWLSTA1";  // 8 bytes
+constexpr uint32_t kRecordMagic = 0x52575254;         // "TRWR" little-endian
+constexpr uint32_t kFormatVersion = 1;
+constexpr std::string_view kStateName = "state";
+constexpr std::string_view kStateTmpName = "state.tmp";
+constexpr std::string_view kFileSuffix = ".spool";
+constexpr size_t kSeqDigits = 20;
+constexpr size_t kH = Spool::kFileHeaderBytes;
+constexpr size_t kR = Spool::kRecordHeaderBytes;
+constexpr size_t kSlot = Spool::kStateSlotBytes;
+
+void put_le(uint8_t* p, uint64_t v, int n) {
+  for (int i = 0; i < n; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+
+std::span<const uint8_t> span_of(const uint8_t* p, size_t n) { return {p, n}; }
+
+// File header: magic[8] version u32, flags u32, spool_id u64, first_seq u64,
+// reserved u32, crc32c(bytes 0..36) u32.
+std::array<uint8_t, kH> encode_file_header(uint64_t spool_id, uint64_t first_seq) {
+  std::array<uint8_t, kH> h{};
+  std::memcpy(h.data(), kFileMagic.data(), 8);
+  put_le(h.data() + 8, kFormatVersion, 4);
+  put_le(h.data() + 16, spool_id, 8);
+  put_le(h.data() + 24, first_seq, 8);
+  put_le(h.data() + 36, crc32c(span_of(h.data(), 36)), 4);
+  return h;
+}
+
+struct FileHeader {
+  uint64_t spool_id;
+  uint64_t first_seq;
+};
+
+std::optional<FileHeader> decode_file_header(std::span<const uint8_t> b) {
+  ByteReader r(b);
+  auto magic = r.str(8);
+  uint32_t version = r.u32le();
+  r.skip(4);
+  FileHeader h{r.u64le(), r.u64le()};
+  r.skip(4);
+  uint32_t crc = r.u32le();
+  if (!r.ok() || magic != kFileMagic || version != kFormatVersion) return std::nullopt;
+  if (crc != crc32c(b.first(36))) return std::nullopt;
+  return h;
+}
+
+// Record header: magic u32, payload_len u32, seq u64, packet_bytes u64,
+// first_ts_ns u64, last_ts_ns u64, packets u32, crc32c(bytes 0..44 ++ payload) u32.
+std::array<uint8_t, kR> encode_record_header(const EntryMeta& m, std::span<const uint8_t> payload) {
+  std::array<uint8_t, kR> h{};
+  put_le(h.data() + 0, kRecordMagic, 4);
+  put_le(h.data() + 4, payload.size(), 4);
+  put_le(h.data() + 8, m.seq, 8);
+  put_le(h.data() + 16, m.packet_bytes, 8);
+  put_le(h.data() + 24, m.first_ts_ns, 8);
+  put_le(h.data() + 32, m.last_ts_ns, 8);
+  put_le(h.data() + 40, m.packets, 4);
+  put_le(h.data() + 44, crc32c(payload, crc32c(span_of(h.data(), 44))), 4);
+  return h;
+}
+
+struct RecordHeader {
+  EntryMeta meta;
+  uint32_t length = 0;
+  uint32_t crc = 0;
+};
+
+std::optional<RecordHeader> decode_record_header(std::span<const uint8_t> b) {
+  ByteReader r(b);
+  RecordHeader h;
+  uint32_t magic = r.u32le();
+  h.length = r.u32le();
+  h.meta.seq = r.u64le();
+  h.meta.packet_bytes = r.u64le();
+  h.meta.first_ts_ns = r.u64le();
+  h.meta.last_ts_ns = r.u64le();
+  h.meta.packets = r.u32le();
+  h.crc = r.u32le();
+  if (!r.ok() || magic != kRecordMagic) return std::nullopt;
+  return h;
+}
+
+// State slot: magic[8], version u32, reserved u32, generation u64,
+// spool_id u64, last_seq u64, acked_seq u64, reserved[12], crc32c(0..60) u32.
+struct StateSlot {
+  uint64_t generation = 0;
+  uint64_t spool_id = 0;
+  uint64_t last_seq = 0;
+  uint64_t acked_seq = 0;
+};
+
+std::array<uint8_t, kSlot> encode_state_slot(const StateSlot& s) {
+  std::array<uint8_t, kSlot> b{};
+  std::memcpy(b.data(), kStateMagic.data(), 8);
+  put_le(b.data() + 8, kFormatVersion, 4);
+  put_le(b.data() + 16, s.generation, 8);
+  put_le(b.data() + 24, s.spool_id, 8);
+  put_le(b.data() + 32, s.last_seq, 8);
+  put_le(b.data() + 40, s.acked_seq, 8);
+  put_le(b.data() + 60, crc32c(span_of(b.data(), 60)), 4);
+  return b;
+}
+
+std::optional<StateSlot> decode_state_slot(std::span<const uint8_t> b) {
+  ByteReader r(b);
+  auto magic = r.str(8);
+  uint32_t version = r.u32le();
+  r.skip(4);
+  StateSlot s;
+  s.generation = r.u64le();
+  s.spool_id = r.u64le();
+  s.last_seq = r.u64le();
+  s.acked_seq = r.u64le();
+  r.skip(12);
+  uint32_t crc = r.u32le();
+  if (!r.ok() || magic != kStateMagic || version != kFormatVersion || s.spool_id == 0)
+    return std::nullopt;
+  if (crc != crc32c(b.first(60))) return std::nullopt;
+  return s;
+}
+
+// "00000000000000000123.spool" -> 123.
+std::optional<uint64_t> parse_file_name(std::string_view name) {
+  if (name.size() != kSeqDigits + kFileSuffix.size() || !name.ends_with(kFileSuffix))
+    return std::nullopt;
+  uint64_t seq = 0;
+  auto digits = name.substr(0, kSeqDigits);
+  if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), seq);
+  if (ec != std::errc() || p != digits.data() + digits.size()) return std::nullopt;
+  return seq;
+}
+
+// ------------------------------------------------------------- syscalls ---
+
+Error sys_error(std::string_view what, const fs::path& path, int err = errno) {
+  return Error::from_errno(std::string(what) + " " + path.string(), err);
+}
+
+void close_fd(int& fd) {
+  if (fd >= 0) ::close(fd);
+  fd = -1;
+}
+
+// Writes every byte of iov at offset (pwritev may write short).
+Status pwritev_all(int fd, std::span<iovec> iov, uint64_t offset, const fs::path& path,
+                   std::string_view what) {
+  size_t i = 0;
+  while (i < iov.size()) {
+    ssize_t n = ::pwritev(fd, iov.data() + i, static_cast<int>(iov.size() - i),
+                          static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return sys_error(what, path);
+    }
+    if (n == 0) return sys_error(what, path, EIO);
+    offset += static_cast<uint64_t>(n);
+    auto left = static_cast<size_t>(n);
+    while (i < iov.size() && left >= iov[i].iov_len) left -= iov[i++].iov_len;
+    if (i < iov.size()) {
+      iov[i].iov_base = static_cast<uint8_t*>(iov[i].iov_base) + left;
+      iov[i].iov_len -= left;
+    }
+  }
+  return ok_status();
+}
+
+// Reads up to n bytes at offset; fewer only at end of file.
+Result<size_t> pread_full(int fd, uint8_t* buf, size_t n, uint64_t offset, const fs::path& path,
+                          std::string_view what) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = ::pread(fd, buf + got, n - got, static_cast<off_t>(offset + got));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return sys_error(what, path);
+    }
+    if (r == 0) break;
+    got += static_cast<size_t>(r);
+  }
+  return got;
+}
+
+uint64_t random_spool_id() {
+  uint64_t id = 0;
+  while (id == 0) {
+    if (::getrandom(&id, sizeof id, 0) != sizeof id) {
+      std::random_device rd;
+      id = (uint64_t{rd()} << 32) ^ rd();
+    }
+  }
+  return id;
+}
+
+iovec iov_of(const void* p, size_t n) { return {const_cast<void*>(p), n}; }
+
+}  // namespace
+
+// ------------------------------------------------------------------ open ---
+
+Spool::Spool(SpoolOptions opts) : opts_(std::move(opts)) {
+  opts_.file_bytes = std::min(opts_.file_bytes, opts_.max_bytes / 4);
+}
+
+Spool::~Spool() {
+  close_fd(active_fd_);
+  close_fd(read_fd_);
+  close_fd(state_fd_);
+  close_fd(dir_fd_);  // releases the flock
+}
+
+Result<std::unique_ptr<Spool>> Spool::open(SpoolOptions opts) {
+  std::unique_ptr<Spool> s(new Spool(std::move(opts)));
+  const fs::path& dir = s->opts_.dir;
+  std::string ctx = "opening spool " + dir.string();
+  if (dir.empty()) return Error(ctx + ": no directory given");
+
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return Error(ctx + ": creating directory: " + ec.message());
+  s->dir_fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (s->dir_fd_ < 0) return sys_error("open", dir).with_context(ctx);
+  if (::flock(s->dir_fd_, LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) return Error(ctx + ": directory is in use by another spool");
+    return sys_error("flock", dir).with_context(ctx);
+  }
+  TRAWL_TRY(s->recover(), ctx);
+  return s;
+}
+
+Status Spool::recover() {
+  const fs::path& dir = opts_.dir;
+  const fs::path state_path = dir / kStateName;
+
+  // 1. The state file: the newer of the two valid slots.
+  std::optional<StateSlot> state;
+  state_fd_ = ::open(state_path.c_str(), O_RDWR | O_CLOEXEC);
+  if (state_fd_ >= 0) {
+    std::array<uint8_t, 2 * kSlot> buf{};
+    auto n = pread_full(state_fd_, buf.data(), buf.size(), 0, state_path, "read");
+    if (!n) return std::move(n).error();
+    for (size_t slot = 0; slot < 2; ++slot) {
+      if (*n < (slot + 1) * kSlot) break;
+      auto st = decode_state_slot(span_of(buf.data() + slot * kSlot, kSlot));
+      if (st && (!state || st->generation > state->generation)) state = st;
+    }
+  } else if (errno != ENOENT) {
+    return sys_error("open", state_path);
+  }
+  ::unlink((dir / kStateTmpName).c_str());  // an interrupted create_state()
+  if (state) {
+    spool_id_ = state->spool_id;
+    last_seq_ = state->last_seq;
+    acked_seq_ = std::min(state->acked_seq, state->last_seq);
+    state_generation_ = state->generation;
+  }
+
+  // 2. The spool files, oldest first.
+  std::map<uint64_t, fs::path> found;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (auto seq = parse_file_name(it->path().filename().string())) found[*seq] = it->path();
+  }
+  if (ec) return Error("listing " + dir.string() + ": " + ec.message());
+  if (!state && (state_fd_ >= 0 || !found.empty())) recovery_.state_rebuilt = true;
+
+  uint64_t prev_seq = 0;
+  for (const auto& [first_seq, path] : found) TRAWL_TRY(recover_file(first_seq, path, prev_seq), "recovering " + path.string());
+
+  // 3. Ack point and last_seq: the state may be older than the files after a
+  // machine crash (its slots are not fsynced); the files win.
+  uint64_t old_last = last_seq_;
+  last_seq_ = std::max(last_seq_, prev_seq);
+  TRAWL_TRY(free_acked_files(), "freeing acked files");
+  if (!state) {
+    if (spool_id_ == 0) spool_id_ = random_spool_id();
+    return create_state();
+  }
+  if (last_seq_ != old_last) return write_state();
+  return ok_status();
+}
+
+Status Spool::recover_file(uint64_t first_seq, const fs::path& path, uint64_t& prev_seq) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return sys_error("open", path);
+  struct Closer {
+    int& fd;
+    ~Closer() { close_fd(fd); }
+  } closer{fd};
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) return sys_error("stat", path);
+  const auto size = static_cast<uint64_t>(st.st_size);
+
+  auto remove = [&]() -> Status {
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return sys_error("unlink", path);
+    ++recovery_.removed_files;
+    recovery_.truncated_bytes += size;
+    return ok_status();
+  };
+
+  // A file whose header is short or bad was torn while being created (or
+  // damaged); it holds nothing we could trust.
+  std::array<uint8_t, kH> fh{};
+  auto n = pread_full(fd, fh.data(), fh.size(), 0, path, "read");
+  if (!n) return std::move(n).error();
+  auto header = *n == kH ? decode_file_header(fh) : std::nullopt;
+  if (!header || header->first_seq != first_seq || first_seq <= prev_seq) return remove();
+  if (spool_id_ == 0) spool_id_ = header->spool_id;
+  if (header->spool_id != spool_id_)
+    return Error(path.string() + " belongs to spool " + std::to_string(header->spool_id) +
+                 ", this is spool " + std::to_string(spool_id_));
+
+  // Records up to the first one that is short, bad or out of order.
+  constexpr size_t kChunk = 1 << 20;
+  std::vector<uint8_t> chunk(kChunk);
+  uint64_t off = kH;
+  uint64_t last = 0;
+  std::vector<Entry> found;
+  while (off + kR <= size) {
+    std::array<uint8_t, kR> rh{};
+    auto got = pread_full(fd, rh.data(), kR, off, path, "read");
+    if (!got) return std::move(got).error();
+    auto rec = *got == kR ? decode_record_header(rh) : std::nullopt;
+    if (!rec || off + kR + rec->length > size) break;
+    if (found.empty() ? rec->meta.seq != first_seq : rec->meta.seq <= last) break;
+    uint32_t crc = crc32c(span_of(rh.data(), 44));
+    for (uint64_t done = 0; done < rec->length;) {
+      size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, rec->length - done));
+      auto r = pread_full(fd, chunk.data(), want, off + kR + done, path, "read");
+      if (!r) return std::move(r).error();
+      if (*r != want) return sys_error("read", path, EIO);  // the file shrank under us
+      crc = crc32c(span_of(chunk.data(), want), crc);
+      done += want;
+    }
+    if (crc != rec->crc) break;
+    found.push_back(Entry{rec->meta, off, rec->length});
+    last = rec->meta.seq;
+    off += kR + rec->length;
+  }
+
+  if (found.empty()) return remove();
+  if (off < size) {
+    if (::ftruncate(fd, static_cast<off_t>(off)) != 0) return sys_error("truncate", path);
+    recovery_.truncated_bytes += size - off;
+    ++recovery_.truncated_files;
+  }
+  for (const Entry& e : found) {
+    if (e.meta.seq <= acked_seq_) {
+      ++recovery_.acked_records;
+    } else {
+      entries_.push_back(e);
+      ++recovery_.entries;
+    }
+  }
+  files_[first_seq] = File{path, off, last};
+  bytes_ += off;
+  prev_seq = last;
+  return ok_status();
+}
+
+// ----------------------------------------------------------------- state ---
+
+// Written once, whole, under a temporary name and renamed, with fsync: a
+// spool never exists without its id.
+Status Spool::create_state() {
+  const fs::path tmp = opts_.dir / kStateTmpName;
+  const fs::path path = opts_.dir / kStateName;
+  close_fd(state_fd_);
+  int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return sys_error("create", tmp);
+  state_generation_ += 2;
+  StateSlot s{state_generation_ - 1, spool_id_, last_seq_, acked_seq_};
+  auto a = encode_state_slot(s);
+  s.generation = state_generation_;
+  auto b = encode_state_slot(s);
+  // Slot index = generation % 2.
+  auto& slot0 = (s.generation % 2 == 0) ? b : a;
+  auto& slot1 = (s.generation % 2 == 0) ? a : b;
+  std::array<iovec, 2> iov{iov_of(slot0.data(), kSlot), iov_of(slot1.data(), kSlot)};
+  Status st = pwritev_all(fd, iov, 0, tmp, "write");
+  if (st.ok() && ::fsync(fd) != 0) st = sys_error("fsync", tmp);
+  if (st.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) st = sys_error("rename", path);
+  if (st.ok() && ::fsync(dir_fd_) != 0) st = sys_error("fsync", opts_.dir);
+  if (!st.ok()) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return st;
+  }
+  state_fd_ = fd;
+  return ok_status();
+}
+
+// One 64-byte pwrite into the slot the previous write did not use, so the
+// other slot stays a valid copy if this write is torn.
+Status Spool::write_state() {
+  const fs::path path = opts_.dir / kStateName;
+  ++state_generation_;
+  auto b = encode_state_slot({state_generation_, spool_id_, last_seq_, acked_seq_});
+  std::array<iovec, 1> iov{iov_of(b.data(), kSlot)};
+  Status st = pwritev_all(state_fd_, iov, (state_generation_ % 2) * kSlot, path, "write");
+  if (st.ok() && opts_.fsync_each_append && ::fdatasync(state_fd_) != 0)
+    st = sys_error("fdatasync", path);
+  if (!st.ok()) --state_generation_;  // rewrite the same (possibly torn) slot next time
+  return st;
+}
+
+// ----------------------------------------------------------------- files ---
+
+fs::path Spool::file_path(uint64_t first_seq) const {
+  std::string name = std::to_string(first_seq);
+  name.insert(0, kSeqDigits - name.size(), '0');
+  name += kFileSuffix;
+  return opts_.dir / name;
+}
+
+std::map<uint64_t, Spool::File>::iterator Spool::file_of(uint64_t seq) {
+  auto it = files_.upper_bound(seq);
+  assert(it != files_.begin());
+  return std::prev(it);
+}
+
+void Spool::close_active() {
+  close_fd(active_fd_);
+  active_key_.reset();
+}
+
+void Spool::drop_read_fd() { close_fd(read_fd_); }
+
+Status Spool::remove_file(std::map<uint64_t, File>::iterator it) {
+  if (::unlink(it->second.path.c_str()) != 0 && errno != ENOENT)
+    return sys_error("unlink", it->second.path);
+  if (active_key_ == it->first) close_active();
+  if (read_fd_ >= 0 && read_key_ == it->first) drop_read_fd();
+  bytes_ -= it->second.size;
+  files_.erase(it);
+  return ok_status();
+}
+
+Status Spool::free_acked_files() {
+  while (!files_.empty() && files_.begin()->second.last_seq <= acked_seq_)
+    TRAWL_TRY(remove_file(files_.begin()), "freeing acked file");
+  return ok_status();
+}
+
+// ---------------------------------------------------------------- append ---
+
+Result<AppendOutcome> Spool::append(const EntryMeta& meta, std::span<const uint8_t> frame) {
+  assert(meta.seq > last_seq_);
+  last_seq_ = meta.seq;
+  AppendOutcome out;
+  out.dropped = std::move(carried_drops_);
+  carried_drops_.clear();
+  auto fail = [&](Error e) -> Result<AppendOutcome> {
+    carried_drops_ = std::move(out.dropped);
+    return std::move(e).with_context("spool append seq " + std::to_string(meta.seq));
+  };
+
+  // 1. last_seq first: a seq is never reused, even if we die mid-write.
+  if (Status st = write_state(); !st.ok()) return fail(std::move(st).error());
+
+  const uint64_t rec = kR + frame.size();
+  auto refuse = [&] {
+    out.dropped.push_back(meta);
+    return out;
+  };
+  if (frame.size() > UINT32_MAX || kH + rec > opts_.max_bytes) return refuse();
+
+  // 2. Plan: does it fit, possibly after evicting the oldest files that hold
+  // no in-flight entry? Evict nothing unless that is enough.
+  const File* target = active_key_ ? &files_.at(*active_key_) : nullptr;
+  auto need = [&](const File* t) {
+    bool fresh = t == nullptr || (t->size + rec > opts_.file_bytes && t->size > kH);
+    return rec + (fresh ? kH : 0);
+  };
+  uint64_t after = bytes_;
+  std::vector<uint64_t> victims;
+  bool fits = after + need(target) <= opts_.max_bytes;
+  if (!fits && opts_.policy == DropPolicy::kDropOldest) {
+    // Files at or below the newest in-flight seq hold an in-flight entry.
+    const uint64_t in_flight_max = in_flight_ ? entries_[in_flight_ - 1].meta.seq : 0;
+    for (const auto& [key, f] : files_) {
+      if (in_flight_ && key <= in_flight_max) continue;
+      victims.push_back(key);
+      after -= f.size;
+      if (active_key_ == key) target = nullptr;
+      if (after + need(target) <= opts_.max_bytes) {
+        fits = true;
+        break;
+      }
+    }
+  }
+  if (!fits) return refuse();
+
+  // 3. Evict: unlink first, so an entry is reported dropped only once gone.
+  for (uint64_t key : victims) {
+    auto it = files_.find(key);
+    const uint64_t last = it->second.last_seq;
+    if (Status st = remove_file(it); !st.ok()) return fail(std::move(st).error());
+    auto by_seq = [](const Entry& e, uint64_t s) { return e.meta.seq < s; };
+    auto lo = std::lower_bound(entries_.begin(), entries_.end(), key, by_seq);
+    auto hi = std::lower_bound(lo, entries_.end(), last + 1, by_seq);
+    for (auto e = lo; e != hi; ++e) out.dropped.push_back(e->meta);
+    entries_.erase(lo, hi);
+  }
+
+  // 4-5. Write.
+  if (Status st = write_record(meta, frame); !st.ok()) return fail(std::move(st).error());
+  out.stored = true;
+  return out;
+}
+
+Status Spool::write_record(const EntryMeta& meta, std::span<const uint8_t> frame) {
+  const uint64_t rec = kR + frame.size();
+  auto rh = encode_record_header(meta, frame);
+  File* target = active_key_ ? &files_.at(*active_key_) : nullptr;
+
+  if (target && target->size + rec > opts_.file_bytes && target->size > kH) {
+    // Rotate: the full file goes to disk now, off the per-append path.
+    if (::fdatasync(active_fd_) != 0) return sys_error("fdatasync", target->path);
+    close_active();
+    target = nullptr;
+  }
+
+  if (target == nullptr) {
+    const fs::path path = file_path(meta.seq);
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return sys_error("create", path);
+    auto fh = encode_file_header(spool_id_, meta.seq);
+    std::array<iovec, 3> iov{iov_of(fh.data(), kH), iov_of(rh.data(), kR),
+                             iov_of(frame.data(), frame.size())};
+    Status st = pwritev_all(fd, iov, 0, path, "write");
+    if (st.ok() && opts_.fsync_each_append) {
+      if (::fdatasync(fd) != 0) st = sys_error("fdatasync", path);
+      else if (::fsync(dir_fd_) != 0) st = sys_error("fsync", opts_.dir);
+    }
+    if (!st.ok()) {
+      ::close(fd);
+      ::unlink(path.c_str());
+      return st;
+    }
+    files_[meta.seq] = File{path, kH + rec, meta.seq};
+    active_key_ = meta.seq;
+    active_fd_ = fd;
+    bytes_ += kH + rec;
+    entries_.push_back(Entry{meta, kH, static_cast<uint32_t>(frame.size())});
+    return ok_status();
+  }
+
+  std::array<iovec, 2> iov{iov_of(rh.data(), kR), iov_of(frame.data(), frame.size())};
+  Status st = pwritev_all(active_fd_, iov, target->size, target->path, "write");
+  if (st.ok() && opts_.fsync_each_append && ::fdatasync(active_fd_) != 0)
+    st = sys_error("fdatasync", target->path);
+  if (!st.ok()) {
+    // Cut the partial record off; if even that fails, never append to this
+    // file again (open() will cut it).
+    if (::ftruncate(active_fd_, static_cast<off_t>(target->size)) != 0) close_active();
+    return st;
+  }
+  entries_.push_back(Entry{meta, target->size, static_cast<uint32_t>(frame.size())});
+  target->size += rec;
+  target->last_seq = meta.seq;
+  bytes_ += rec;
+  return ok_status();
+}
+
+// ------------------------------------------------------------------- send ---
+
+Result<std::optional<std::pair<EntryMeta, std::span<const uint8_t>>>> Spool::next_unsent() {
+  if (in_flight_ == entries_.size()) return std::optional<std::pair<EntryMeta, std::span<const uint8_t>>>();
+  const Entry& e = entries_[in_flight_];
+  auto fit = file_of(e.meta.seq);
+  const fs::path& path = fit->second.path;
+  std::string ctx = "spool read seq " + std::to_string(e.meta.seq);
+
+  int fd = -1;
+  if (active_key_ == fit->first) {
+    fd = active_fd_;
+  } else {
+    if (read_fd_ < 0 || read_key_ != fit->first) {
+      drop_read_fd();
+      read_fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (read_fd_ < 0) return sys_error("open", path).with_context(ctx);
+      read_key_ = fit->first;
+    }
+    fd = read_fd_;
+  }
+
+  const size_t n = kR + e.length;
+  if (read_cap_ < n) {
+    read_buf_.reset(new uint8_t[n]);
+    read_cap_ = n;
+  }
+  auto got = pread_full(fd, read_buf_.get(), n, e.offset, path, "read");
+  if (!got) return std::move(got).error().with_context(ctx);
+  if (*got != n) return sys_error("read", path, EIO).with_context(ctx + ": short record");
+  auto rh = decode_record_header(span_of(read_buf_.get(), kR));
+  if (!rh || rh->meta.seq != e.meta.seq || rh->length != e.length)
+    return Error(ctx + ": " + path.string() + ": record header at offset " +
+                 std::to_string(e.offset) + " does not match the index");
+  ++in_flight_;
+  return std::optional(std::pair(e.meta, std::span<const uint8_t>(read_buf_.get() + kR, e.length)));
+}
+
+Status Spool::ack(uint64_t seq) {
+  const uint64_t to = std::min(seq, last_seq_);
+  if (to <= acked_seq_) return free_acked_files();  // retries an earlier failed unlink
+  const uint64_t before = acked_seq_;
+  acked_seq_ = to;
+  if (Status st = write_state(); !st.ok()) {
+    acked_seq_ = before;
+    return std::move(st).error().with_context("spool ack " + std::to_string(seq));
+  }
+  size_t popped = 0;
+  while (!entries_.empty() && entries_.front().meta.seq <= acked_seq_) {
+    entries_.pop_front();
+    ++popped;
+  }
+  in_flight_ -= std::min(in_flight_, popped);
+  TRAWL_TRY(free_acked_files(), "spool ack " + std::to_string(seq));
+  return ok_status();
+}
+
+std::optional<uint64_t> Spool::oldest_unacked_first_ts() const {
+  if (entries_.empty()) return std::nullopt;
+  return entries_.front().meta.first_ts_ns;
+}
+
+}  // namespace trawl::agent

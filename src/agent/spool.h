@@ -1,0 +1,200 @@
+// Spool: the agent's bounded on-disk queue of sealed batches.
+//
+// The agent appends every sealed batch here before sending it and removes it
+// only when the collector acknowledges it (cumulative: "every seq <= N is
+// durable"). Entries are handed out oldest first; after a reconnect rewind()
+// makes every unacknowledged entry unsent again. The spool survives kill -9
+// of the agent: every append() that returned is on disk (in the page cache),
+// and open() recovers it. See docs/spool.md for the byte layout, the recovery
+// rules and the loss bound.
+//
+// On disk: a directory of append-only files named by the seq of their first
+// record (00000000000000000123.spool), each a 40-byte file header followed by
+// records (48-byte header, CRC32C over header and payload, then the frame),
+// plus a 128-byte "state" file holding spool_id, last_seq and the ack point in
+// two alternating checksummed slots. Disk space is freed a whole file at a
+// time, so both the ack path and drop-oldest eviction work on whole files.
+//
+// Bounds: bytes() (every spool file's length, headers included) never exceeds
+// max_bytes after an append. When an entry does not fit, the policy decides:
+// kDropNewest refuses it; kDropOldest deletes the oldest files that hold no
+// in-flight entry until it fits (refusing it if even that is not enough).
+// Every dropped entry's metadata comes back in AppendOutcome::dropped.
+//
+// Ownership and threading: one thread owns a Spool (or the caller guards it);
+// nothing is thread-safe. A spool directory is locked (flock) by the one Spool
+// that has it open. All I/O is synchronous and blocks the calling thread:
+// append() is one pwritev (plus an fdatasync when a file is rotated, or on
+// every append with fsync_each_append), next_unsent() one pread, ack() one
+// 64-byte pwrite plus unlinks. Disk errors come back as Status/Result with the
+// path in the message; they never crash the process.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/result.h"
+
+namespace trawl::agent {
+
+enum class DropPolicy { kDropNewest, kDropOldest };
+
+struct SpoolOptions {
+  std::filesystem::path dir;           // created if missing
+  uint64_t max_bytes = 256ull << 20;   // hard cap on the spool files' bytes (headers included)
+  uint64_t file_bytes = 16ull << 20;   // target file size; clamped to max_bytes / 4
+  DropPolicy policy = DropPolicy::kDropNewest;
+  // fdatasync the record (and the state) on every append and ack, so a
+  // machine crash loses nothing that was appended. Off by default: kill -9
+  // needs only write(2); files are fdatasync'ed when they are rotated.
+  bool fsync_each_append = false;
+};
+
+// What the agent knows about a batch without decoding it; comes back for
+// every dropped entry so the loss can be recorded as a gap.
+struct EntryMeta {
+  uint64_t seq = 0;
+  uint32_t packets = 0;
+  uint64_t packet_bytes = 0;
+  uint64_t first_ts_ns = 0;
+  uint64_t last_ts_ns = 0;
+  bool operator==(const EntryMeta&) const = default;
+};
+
+struct AppendOutcome {
+  bool stored = false;
+  // The refused new entry, or the evicted oldest ones (oldest first), plus
+  // entries evicted by an earlier append() that then failed with an error.
+  std::vector<EntryMeta> dropped;
+};
+
+// What open() found and repaired; for a log line and counters.
+struct SpoolRecovery {
+  uint64_t entries = 0;            // unacked entries recovered (all unsent)
+  uint64_t acked_records = 0;      // records found at or below the ack point
+  uint64_t truncated_bytes = 0;    // torn tails / garbage cut off
+  uint32_t truncated_files = 0;    // files that had a tail cut off
+  uint32_t removed_files = 0;      // empty, headerless or fully acked files deleted
+  bool state_rebuilt = false;      // the state file was missing or unreadable
+};
+
+class Spool {
+ public:
+  static constexpr size_t kFileHeaderBytes = 40;
+  static constexpr size_t kRecordHeaderBytes = 48;
+  static constexpr size_t kStateSlotBytes = 64;
+
+  // Opens or creates the spool in opts.dir. After a crash it scans every file,
+  // keeps each complete record whose checksum matches, truncates a torn tail
+  // (and anything after the first bad record of a file), deletes fully acked
+  // files, and marks all recovered entries unsent. A new spool gets a random
+  // non-zero 64-bit spool_id that is kept for its whole life.
+  static Result<std::unique_ptr<Spool>> open(SpoolOptions opts);
+
+  ~Spool();
+  Spool(const Spool&) = delete;
+  Spool& operator=(const Spool&) = delete;
+
+  uint64_t spool_id() const { return spool_id_; }
+  // Highest seq ever passed to append() (stored, refused or failed);
+  // persisted before the record is written, so it survives restart even when
+  // the spool is empty. The agent must start its next batch above it.
+  uint64_t last_seq() const { return last_seq_; }
+  // Cumulative ack point (every seq <= acked_seq() is durable at the collector).
+  uint64_t acked_seq() const { return acked_seq_; }
+
+  // Stores the frame, or drops by policy. meta.seq must be > last_seq()
+  // (asserted). The seq is consumed whatever happens. On error the frame was
+  // not stored: the caller counts it as lost.
+  Result<AppendOutcome> append(const EntryMeta& meta, std::span<const uint8_t> frame);
+
+  // Oldest entry not yet handed out since the last rewind(), now in flight.
+  // The span points into a buffer owned by the spool and is valid until the
+  // next call to any non-const method. std::nullopt: everything is handed out.
+  Result<std::optional<std::pair<EntryMeta, std::span<const uint8_t>>>> next_unsent();
+
+  // Cumulative ack; seqs at or below the current ack point are ignored and a
+  // seq above last_seq() acks everything. Persists the ack point, then frees
+  // every file whose records are all acked.
+  Status ack(uint64_t seq);
+
+  // After a reconnect: every unacked entry becomes unsent again, oldest first.
+  void rewind() { in_flight_ = 0; }
+
+  uint64_t bytes() const { return bytes_; }               // spool files on disk, headers included
+  uint64_t entries() const { return entries_.size(); }     // unacked (in flight or unsent)
+  uint64_t unsent_entries() const { return entries_.size() - in_flight_; }
+  std::optional<uint64_t> oldest_unacked_first_ts() const;
+  uint64_t max_bytes() const { return opts_.max_bytes; }
+  uint64_t file_bytes() const { return opts_.file_bytes; }  // after clamping
+  const SpoolRecovery& recovery() const { return recovery_; }
+
+ private:
+  struct File {
+    std::filesystem::path path;
+    uint64_t size = 0;      // bytes written (header + complete records)
+    uint64_t last_seq = 0;  // seq of its newest record
+  };
+  struct Entry {
+    EntryMeta meta;
+    uint64_t offset = 0;  // of the record header within its file
+    uint32_t length = 0;  // payload bytes
+  };
+
+  explicit Spool(SpoolOptions opts);
+  Status recover();
+  Status recover_file(uint64_t first_seq, const std::filesystem::path& path, uint64_t& prev_seq);
+  Status create_state();
+  Status write_state();
+  std::filesystem::path file_path(uint64_t first_seq) const;
+  std::map<uint64_t, File>::iterator file_of(uint64_t seq);
+  Status remove_file(std::map<uint64_t, File>::iterator it);
+  Status free_acked_files();
+  Status write_record(const EntryMeta& meta, std::span<const uint8_t> frame);
+  void close_active();
+  void drop_read_fd();
+
+  SpoolOptions opts_;
+  uint64_t spool_id_ = 0;
+  uint64_t last_seq_ = 0;
+  uint64_t acked_seq_ = 0;
+  uint64_t state_generation_ = 0;
+  uint64_t bytes_ = 0;
+
+  std::map<uint64_t, File> files_;  // by first seq; the last one is appended to
+  std::deque<Entry> entries_;       // unacked, oldest first
+  size_t in_flight_ = 0;            // entries_[0, in_flight_) are handed out
+
+  int dir_fd_ = -1;       // holds the flock
+  int state_fd_ = -1;
+  // The file appends go to. Only a file this Spool created is appended to:
+  // after open(), after it is freed or evicted, or after a failed write the
+  // next append starts a new file.
+  std::optional<uint64_t> active_key_;
+  int active_fd_ = -1;
+  int read_fd_ = -1;      // cached read fd of a closed file
+  uint64_t read_key_ = 0;
+  std::unique_ptr<uint8_t[]> read_buf_;  // header + payload of the last next_unsent()
+  size_t read_cap_ = 0;
+  std::vector<EntryMeta> carried_drops_;  // evicted by an append that then failed
+  SpoolRecovery recovery_;
+};
+
+// CRC32C (Castagnoli), chainable: crc32c(b, crc32c(a)) == crc32c(a ++ b).
+// Uses SSE4.2 when the CPU has it, a slicing-by-8 table otherwise.
+uint32_t crc32c(std::span<const uint8_t> data, uint32_t crc = 0);
+
+namespace spool_detail {
+// The table path alone, so tests can check it against the SSE4.2 path.
+uint32_t crc32c_table(std::span<const uint8_t> data, uint32_t crc = 0);
+}  // namespace spool_detail
+
+}  // namespace trawl::agent

@@ -1,0 +1,116 @@
+// `trawl collector`: flags and config keys -> CollectorOptions -> Collector.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <memory>
+#include <thread>
+
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "collector/collector.h"
+
+namespace trawl::cli {
+
+Command add_collector_command(CLI::App& app) {
+  auto* sub = app.add_subcommand("collector", "Receive agents' packets and store them as pcapng segments");
+  sub->footer("Example:\n  trawl collector --listen 0.0.0.0:4430 --data /srv/trawl --pki /etc/trawl/pki --rotate-every 5m");
+  struct State {
+    collector::CollectorOptions opts;
+    OptionSet set;
+  };
+  auto st = std::make_shared<State>();
+  auto& o = st->opts;
+  auto& s = st->set;
+  s.value("listen", "Address to accept agents on (ADDR:PORT; port 0 picks one)", [&o](std::string_view v) -> Status {
+    o.listen = v;
+    return ok_status();
+  }, "0.0.0.0:4430");
+  s.value("data", "Directory for the agents' segments", [&o](std::string_view v) -> Status {
+    o.data_dir = std::string(v);
+    return ok_status();
+  }, "./trawl-data");
+  s.value("pki", "PKI directory (ca.crt, collector.crt, collector.key)", [&o](std::string_view v) -> Status {
+    o.pki_dir = v;
+    return ok_status();
+  });
+  s.value("ca", "CA certificate file (overrides --pki)", [&o](std::string_view v) -> Status {
+    o.ca_file = v;
+    return ok_status();
+  });
+  s.value("cert", "Collector certificate file (overrides --pki)", [&o](std::string_view v) -> Status {
+    o.cert_file = v;
+    return ok_status();
+  });
+  s.value("key", "Collector private key file (overrides --pki)", [&o](std::string_view v) -> Status {
+    o.key_file = v;
+    return ok_status();
+  });
+  s.flag("insecure", "Accept plaintext agents without authentication (labs only)", [&o](bool b) { o.insecure = b; });
+  s.list("allow-agent", "Only accept these agent names (default: any agent the CA vouches for)",
+         [&o](std::string_view v) -> Status {
+           o.allow_agents.emplace_back(v);
+           return ok_status();
+         },
+         [&o] { o.allow_agents.clear(); });
+  s.value("rotate-size", "Seal a segment when it reaches this size", [&o](std::string_view v) -> Status {
+    auto n = parse_size(v);
+    if (!n) return std::move(n).error();
+    if (*n < (64u << 10)) return Error("rotate size must be at least 64KiB");
+    o.rotate_bytes = *n;
+    return ok_status();
+  }, "1GiB");
+  s.value("rotate-every", "Seal segments on wall-clock boundaries of this interval (0 = only by size)",
+          [&o](std::string_view v) -> Status {
+            auto n = parse_duration_ns(v);
+            if (!n) return std::move(n).error();
+            if (*n != 0 && *n < 1'000'000'000) return Error("rotation interval must be at least 1s");
+            o.rotate_every_ns = *n;
+            return ok_status();
+          }, "5m");
+  s.flag("no-fsync", "Acknowledge batches once written, without waiting for fdatasync (faster, not crash-safe)",
+         [&o](bool b) { o.fsync = !b; });
+  s.value("group-commit", "At most one fsync per agent per this interval", [&o](std::string_view v) -> Status {
+    auto n = parse_duration_ns(v);
+    if (!n) return std::move(n).error();
+    if (*n > 1'000'000'000) return Error("group commit interval must be at most 1s");
+    o.group_commit_ns = *n;
+    return ok_status();
+  }, "5ms");
+  s.value("max-connections", "Refuse connections beyond this many", [&o](std::string_view v) -> Status {
+    auto n = parse_uint(v, 100000);
+    if (!n) return std::move(n).error();
+    o.max_connections = *n;
+    return ok_status();
+  }, "1024");
+  s.attach(*sub);
+  auto port_file = std::make_shared<std::string>();
+  sub->add_option("--port-file", *port_file, "Write the bound port to this file once listening (for scripts)");
+
+  return [st, port_file]() -> int {
+    if (auto r = st->set.apply(); !r) {
+      spdlog::error("trawl collector: {}", r.error().message());
+      return 2;
+    }
+    install_signal_handlers();
+    collector::Collector c(st->opts);
+    if (auto s = c.start(); !s) {
+      spdlog::error("trawl collector: {}", s.error().message());
+      return 1;
+    }
+    if (!port_file->empty()) {
+      std::string tmp = *port_file + ".tmp";
+      if (FILE* f = fopen(tmp.c_str(), "w")) {
+        fprintf(f, "%u\n", c.port());
+        fclose(f);
+        rename(tmp.c_str(), port_file->c_str());
+      }
+    }
+    while (!stop_requested().load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    spdlog::info("collector: stopping; sealing open segments");
+    c.stop();
+    return 0;
+  };
+}
+
+}  // namespace trawl::cli

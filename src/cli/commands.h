@@ -1,0 +1,26 @@
+// Subcommands of the `trawl` binary. Each registers its flags on a CLI11
+// subcommand and returns the function to run once parsing succeeded.
+// Every function returns the process exit code.
+#pragma once
+
+#include <atomic>
+#include <functional>
+
+namespace CLI {
+class App;
+}
+
+namespace trawl::cli {
+
+using Command = std::function<int()>;
+
+// Set by SIGINT/SIGTERM.
+std::atomic<bool>& stop_requested();
+void install_signal_handlers();
+
+Command add_agent_command(CLI::App& app);
+Command add_collector_command(CLI::App& app);
+Command add_pki_command(CLI::App& app);
+Command add_up_command(CLI::App& app);
+
+}  // namespace trawl::cli

@@ -1,0 +1,98 @@
+// The collector: accepts agents over mutual TLS, stores each agent's
+// batches in its own series of pcapng segments, and acknowledges batches
+// once they are durable. One thread accepts; each connection gets its own
+// thread (a slow or broken agent only ever stalls itself); a housekeeping
+// thread seals segments on time when agents are quiet. start() returns
+// once listening; stop() seals every open segment and joins all threads.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/result.h"
+#include "store/segment_writer.h"
+#include "wire/tls.h"
+
+namespace trawl::collector {
+
+struct CollectorOptions {
+  std::string listen = "0.0.0.0:4430";
+  std::filesystem::path data_dir = "trawl-data";
+  std::string pki_dir;
+  std::string ca_file, cert_file, key_file;
+  bool insecure = false;
+  std::vector<std::string> allow_agents;  // empty: any agent with a valid certificate
+  uint64_t rotate_bytes = 1ull << 30;
+  uint64_t rotate_every_ns = 300ull * 1'000'000'000;
+  bool fsync = true;                       // ack only after fdatasync (off: ack after write)
+  uint64_t group_commit_ns = 5'000'000;    // at most one fsync per agent per this interval
+  size_t max_connections = 1024;
+  int handshake_timeout_ms = 10000;
+};
+
+// Cumulative counters (relaxed atomics), read by metrics and tests.
+struct CollectorCounters {
+  std::atomic<uint64_t> connections_accepted{0};
+  std::atomic<uint64_t> connections_refused{0};
+  std::atomic<uint64_t> tls_failures{0};
+  std::atomic<uint64_t> malformed_frames{0};
+  std::atomic<uint64_t> batches_stored{0};
+  std::atomic<uint64_t> batches_duplicate{0};
+  std::atomic<uint64_t> packets_stored{0};
+  std::atomic<uint64_t> bytes_stored{0};
+  std::atomic<uint64_t> fsyncs{0};
+  std::atomic<uint64_t> storage_errors{0};
+};
+
+// One agent's storage, shared by its (at most one live) connection and the
+// housekeeping thread. `mu` guards writer; `generation` lets a newer
+// connection from the same agent take over from a stale one.
+struct AgentSlot {
+  std::mutex mu;
+  std::unique_ptr<store::SegmentWriter> writer;
+  std::atomic<uint64_t> generation{0};
+  std::string host;
+};
+
+class Collector {
+ public:
+  explicit Collector(CollectorOptions opts, const Clock& clock = SystemClock::instance());
+  ~Collector();
+  Status start();
+  uint16_t port() const { return port_; }
+  void stop();
+  const CollectorCounters& counters() const { return counters_; }
+
+ private:
+  void accept_loop();
+  void housekeeping_loop();
+  void serve(int fd, std::string peer);
+  // Finds or opens the agent's storage (recovering its segments).
+  Result<std::shared_ptr<AgentSlot>> slot_for(const std::string& agent, const std::string& host);
+
+  friend class Session;
+  CollectorOptions opts_;
+  const Clock& clock_;
+  CollectorCounters counters_;
+  std::shared_ptr<wire::TlsContext> tls_;
+  int listen_fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::thread accept_thread_;
+  std::thread housekeeping_thread_;
+
+  std::mutex mu_;  // guards slots_, sessions_
+  std::map<std::string, std::shared_ptr<AgentSlot>> slots_;
+  std::vector<std::thread> sessions_;
+  std::atomic<size_t> live_sessions_{0};
+};
+
+}  // namespace trawl::collector
