@@ -297,15 +297,20 @@ class TlsConnection final : public Connection {
         continue;
       }
       int e = SSL_get_error(ssl_, r);
-      if (e == SSL_ERROR_WANT_READ) break;
+      if (e == SSL_ERROR_WANT_READ) {
+        read_blocked_ = true;
+        return total;
+      }
       if (e == SSL_ERROR_WANT_WRITE) {
         want_write_ = true;
-        break;
+        read_blocked_ = true;
+        return total;
       }
       fail(io_error("read", e, saved_errno), e);
-      if (total > 0) break;  // hand over what arrived; the error comes next call
+      if (total > 0) return total;  // hand over what arrived; the error comes next call
       return *failed_;
     }
+    read_blocked_ = false;  // buf is full: more may be buffered
     return total;
   }
 
@@ -339,7 +344,11 @@ class TlsConnection final : public Connection {
   }
 
   bool want_write() const override { return want_write_; }
-  bool has_buffered_read() const override { return !failed_ && SSL_has_pending(ssl_) == 1; }
+  // SSL_has_pending, not SSL_pending: with read_ahead, whole records can sit
+  // in OpenSSL's buffer not yet decrypted, and poll() would never report them.
+  // Once a read stopped on would-block, whatever is left is a partial record
+  // and the socket will turn readable for the rest.
+  bool has_buffered_read() const override { return !failed_ && !read_blocked_ && SSL_has_pending(ssl_) == 1; }
   const std::string& peer_address() const override { return peer_; }
   const std::string& identity() const override { return identity_; }
 
@@ -367,6 +376,9 @@ class TlsConnection final : public Connection {
   std::optional<Error> failed_;  // sticky: a TLS stream does not recover
   bool fatal_ = false;
   bool want_write_ = false;
+  // The last read() stopped because the socket had nothing more. Starts false:
+  // application data can arrive together with the handshake's last flight.
+  bool read_blocked_ = false;
 };
 
 Result<std::unique_ptr<Connection>> handshake(std::shared_ptr<TlsContext> ctx, int fd, std::string peer,

@@ -1,0 +1,169 @@
+// Shared helpers for the spool tests: a temporary directory per test, an
+// independent reader of the on-disk format as docs/spool.md describes it
+// (so the tests check the documented bytes, not the implementation's own
+// parser), and deterministic payloads.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "agent/spool.h"
+#include "core/bytes.h"
+
+namespace trawl::agent {
+
+inline void PrintTo(const EntryMeta& m, std::ostream* os) {
+  *os << "{seq " << m.seq << ", packets " << m.packets << ", bytes " << m.packet_bytes << ", ts "
+      << m.first_ts_ns << ".." << m.last_ts_ns << "}";
+}
+
+namespace test {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = getenv("TMPDIR");
+    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/trawl-spool-XXXXXX";
+    if (!mkdtemp(tmpl.data())) std::abort();
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+  fs::path spool() const { return path_ / "spool"; }
+
+ private:
+  fs::path path_;
+};
+
+inline std::vector<uint8_t> read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+inline void write_file(const fs::path& p, const std::vector<uint8_t>& b) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+}
+
+// Spool files in the directory, oldest (lowest first seq) first.
+inline std::vector<fs::path> spool_files(const fs::path& dir) {
+  std::vector<fs::path> out;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().extension() == ".spool") out.push_back(e.path());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+struct DiskRecord {
+  EntryMeta meta;
+  std::vector<uint8_t> payload;
+};
+struct DiskFile {
+  std::string name;
+  uint64_t spool_id = 0;
+  uint64_t first_seq = 0;
+  uint64_t size = 0;
+  std::vector<DiskRecord> records;
+  bool clean = true;  // every byte belongs to a valid header or record
+};
+
+// Parses one spool file exactly as docs/spool.md lays it out.
+inline DiskFile parse_spool_file(const fs::path& p) {
+  DiskFile f;
+  f.name = p.filename().string();
+  auto bytes = read_file(p);
+  f.size = bytes.size();
+  ByteReader r(bytes);
+  auto magic = r.str(8);
+  uint32_t version = r.u32le();
+  r.u32le();
+  f.spool_id = r.u64le();
+  f.first_seq = r.u64le();
+  r.u32le();
+  uint32_t crc = r.u32le();
+  if (!r.ok() || magic != "TRWLSPL1" || version != 1 ||
+      crc != crc32c(std::span<const uint8_t>(bytes).first(36))) {
+    f.clean = false;
+    return f;
+  }
+  while (!r.empty()) {
+    size_t start = r.position();
+    uint32_t rmagic = r.u32le();
+    uint32_t len = r.u32le();
+    DiskRecord rec;
+    rec.meta.seq = r.u64le();
+    rec.meta.packet_bytes = r.u64le();
+    rec.meta.first_ts_ns = r.u64le();
+    rec.meta.last_ts_ns = r.u64le();
+    rec.meta.packets = r.u32le();
+    uint32_t rcrc = r.u32le();
+    auto payload = r.bytes(len);
+    if (!r.ok() || rmagic != 0x52575254 ||
+        rcrc != crc32c(payload, crc32c(std::span<const uint8_t>(bytes).subspan(start, 44)))) {
+      f.clean = false;
+      return f;
+    }
+    rec.payload.assign(payload.begin(), payload.end());
+    f.records.push_back(std::move(rec));
+  }
+  return f;
+}
+
+struct DiskState {
+  uint64_t generation = 0, spool_id = 0, last_seq = 0, acked_seq = 0;
+};
+
+// The newer valid slot of the state file.
+inline std::optional<DiskState> parse_state(const fs::path& dir) {
+  auto bytes = read_file(dir / "state");
+  std::optional<DiskState> best;
+  for (size_t slot = 0; slot < 2 && bytes.size() >= (slot + 1) * 64; ++slot) {
+    auto b = std::span<const uint8_t>(bytes).subspan(slot * 64, 64);
+    ByteReader r(b);
+    auto magic = r.str(8);
+    uint32_t version = r.u32le();
+    r.u32le();
+    DiskState s{r.u64le(), r.u64le(), r.u64le(), r.u64le()};
+    r.skip(12);
+    uint32_t crc = r.u32le();
+    if (!r.ok() || magic != "TRWLSTA1" || version != 1 || crc != crc32c(b.first(60))) continue;
+    if (!best || s.generation > best->generation) best = s;
+  }
+  return best;
+}
+
+// Deterministic payload for a seq (the kill -9 test checks content with it).
+inline std::vector<uint8_t> payload_for(uint64_t seq, size_t n) {
+  std::vector<uint8_t> out(n);
+  uint64_t x = seq * 0x9E3779B97F4A7C15ull + 1;
+  for (auto& b : out) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    b = static_cast<uint8_t>(x);
+  }
+  return out;
+}
+
+inline EntryMeta meta_for(uint64_t seq, size_t frame_bytes) {
+  return EntryMeta{seq, static_cast<uint32_t>(seq % 1000 + 1), frame_bytes * 3 + seq,
+                   seq * 1'000'000ull, seq * 1'000'000ull + 999};
+}
+
+}  // namespace test
+}  // namespace trawl::agent
