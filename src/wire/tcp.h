@@ -31,7 +31,9 @@ Result<HostPort> parse_host_port(std::string_view s);
 std::string format_host_port(const HostPort& hp);
 
 // Listening socket with SO_REUSEADDR. Host "" binds the IPv6 wildcard in
-// dual-stack mode (IPv4 too), or 0.0.0.0 where IPv6 is unavailable.
+// dual-stack mode (IPv4 too), or 0.0.0.0 where IPv6 is unavailable. A name
+// that resolves to several addresses binds only the first that works: listen
+// on an address literal (or "") to be explicit.
 Result<int> tcp_listen(const HostPort& where, int backlog = 128);
 
 // Port a socket is bound to (for port-0 listeners).

@@ -49,21 +49,27 @@ namespace {
 // busy connection needs one syscall per ~4 records instead of two per record.
 constexpr size_t kReadBufferBytes = 64 * 1024;
 
+// Appends the text of one queued error to out ("a; b"), once. Alerts the
+// peer sent are marked as such: they describe what the peer disliked about us.
+void append_error_text(std::string& out, unsigned long e) {
+  char buf[256];
+  const char* reason = ERR_reason_error_string(e);
+  if (reason == nullptr) {
+    ERR_error_string_n(e, buf, sizeof buf);
+    reason = buf;
+  }
+  const bool alert = ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) >= SSL_AD_REASON_OFFSET;
+  std::string text = alert ? fmt::format("peer sent alert: {}", reason) : std::string(reason);
+  if (out.find(text) != std::string::npos) return;
+  if (!out.empty()) out += "; ";
+  out += text;
+}
+
 // Drains this thread's OpenSSL error queue into "reason; reason".
 std::string take_openssl_errors() {
   std::string out;
   unsigned long e = 0;
-  while ((e = ERR_get_error()) != 0) {
-    char buf[256];
-    const char* reason = ERR_reason_error_string(e);
-    if (reason == nullptr) {
-      ERR_error_string_n(e, buf, sizeof buf);
-      reason = buf;
-    }
-    if (out.find(reason) != std::string::npos) continue;
-    if (!out.empty()) out += "; ";
-    out += reason;
-  }
+  while ((e = ERR_get_error()) != 0) append_error_text(out, e);
   return out;
 }
 
@@ -128,16 +134,7 @@ std::string handshake_failure(SSL* ssl, int ssl_error, int saved_errno) {
           break;
       }
     }
-    const char* reason = ERR_reason_error_string(e);
-    char buf[256];
-    if (reason == nullptr) {
-      ERR_error_string_n(e, buf, sizeof buf);
-      reason = buf;
-    }
-    if (all.find(reason) == std::string::npos) {
-      if (!all.empty()) all += "; ";
-      all += reason;
-    }
+    append_error_text(all, e);
   }
   if (!special.empty()) return special;
   if (!all.empty()) return all;
@@ -240,7 +237,10 @@ Result<std::shared_ptr<TlsContext>> build_context(const TlsFiles& files, bool se
   SSL_CTX_set_options(raw, SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);
   SSL_CTX_set_session_cache_mode(raw, SSL_SESS_CACHE_OFF);
   if (server) SSL_CTX_set_num_tickets(raw, 0);
-  SSL_CTX_set_mode(raw, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // NO_AUTO_CHAIN: send the chain file as given, not our CA too (the peer
+  // must hold the CA already; sending it only wastes bytes and turns a foreign
+  // peer's error into "self-signed certificate in certificate chain").
+  SSL_CTX_set_mode(raw, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_NO_AUTO_CHAIN);
   SSL_CTX_set_read_ahead(raw, 1);
   SSL_CTX_set_default_read_buffer_len(raw, kReadBufferBytes);
 
@@ -284,7 +284,8 @@ class TlsConnection final : public Connection {
   // buf.size(); stops at the first would-block.
   Result<size_t> read(std::span<uint8_t> buf) override {
     want_write_ = false;
-    if (failed_) return *failed_;
+    if (fatal_) return *fatal_;
+    if (closed_) return *closed_;
     size_t total = 0;
     while (total < buf.size()) {
       ERR_clear_error();
@@ -306,9 +307,12 @@ class TlsConnection final : public Connection {
         read_blocked_ = true;
         return total;
       }
-      fail(io_error("read", e, saved_errno), e);
+      Error err = io_error("read", e, saved_errno);
+      // A close_notify ends only the peer's direction; we may still write.
+      auto& slot = e == SSL_ERROR_ZERO_RETURN ? closed_ : fatal_;
+      slot = std::move(err);
       if (total > 0) return total;  // hand over what arrived; the error comes next call
-      return *failed_;
+      return *slot;
     }
     read_blocked_ = false;  // buf is full: more may be buffered
     return total;
@@ -318,7 +322,7 @@ class TlsConnection final : public Connection {
   // or the socket is full.
   Result<size_t> write(std::span<const uint8_t> buf) override {
     want_write_ = false;
-    if (failed_) return *failed_;
+    if (fatal_) return *fatal_;
     size_t total = 0;
     while (total < buf.size()) {
       ERR_clear_error();
@@ -336,9 +340,9 @@ class TlsConnection final : public Connection {
         break;
       }
       if (e == SSL_ERROR_WANT_READ) break;
-      fail(io_error("write", e, saved_errno), e);
+      fatal_ = io_error("write", e, saved_errno);
       if (total > 0) break;
-      return *failed_;
+      return *fatal_;
     }
     return total;
   }
@@ -348,7 +352,9 @@ class TlsConnection final : public Connection {
   // in OpenSSL's buffer not yet decrypted, and poll() would never report them.
   // Once a read stopped on would-block, whatever is left is a partial record
   // and the socket will turn readable for the rest.
-  bool has_buffered_read() const override { return !failed_ && !read_blocked_ && SSL_has_pending(ssl_) == 1; }
+  bool has_buffered_read() const override {
+    return !fatal_ && !closed_ && !read_blocked_ && SSL_has_pending(ssl_) == 1;
+  }
   const std::string& peer_address() const override { return peer_; }
   const std::string& identity() const override { return identity_; }
 
@@ -363,18 +369,15 @@ class TlsConnection final : public Connection {
   }
 
  private:
-  void fail(Error e, int ssl_error) {
-    failed_ = std::move(e);
-    fatal_ = ssl_error == SSL_ERROR_SSL || ssl_error == SSL_ERROR_SYSCALL;
-  }
-
   std::shared_ptr<TlsContext> ctx_;
   SSL* ssl_;
   int fd_;
   std::string peer_;
   std::string identity_;
-  std::optional<Error> failed_;  // sticky: a TLS stream does not recover
-  bool fatal_ = false;
+  // Sticky errors: a failed TLS stream does not recover (and SSL_shutdown is
+  // not allowed after a fatal error); closed_ is the peer's close_notify.
+  std::optional<Error> fatal_;
+  std::optional<Error> closed_;
   bool want_write_ = false;
   // The last read() stopped because the socket had nothing more. Starts false:
   // application data can arrive together with the handshake's last flight.

@@ -49,18 +49,19 @@ Result<std::shared_ptr<TlsContext>> tls_client_context(const TlsFiles& files);
 // certificate (first DNS SAN, else CN), which must be a valid agent name.
 // Errors (prefixed "TLS handshake with <peer>: "):
 //   "certificate verify failed: unable to get local issuer certificate"
-//   "certificate verify failed: unsupported certificate purpose"
+//   "certificate verify failed: unsuitable certificate purpose"
 //   "certificate verify failed: certificate revoked"
 //   "no client certificate", "unsupported protocol", "handshake timed out",
+//   "peer sent alert: tlsv1 alert unknown ca" (the peer refused our certificate),
 //   "peer closed the connection during the handshake", ...
 Result<std::unique_ptr<Connection>> tls_accept(std::shared_ptr<TlsContext> ctx, int fd,
                                                std::string peer_address, int timeout_ms);
 
 // Runs the client handshake. TLS 1.3 finishes the client's handshake before
 // the server has checked the client certificate: when the collector refuses
-// this agent, tls_connect still succeeds and the refusal (e.g. "tlsv1 alert
-// unknown ca", "tlsv13 alert certificate required") arrives as the Error of
-// the first read().
+// this agent, tls_connect still succeeds and the refusal arrives as the Error
+// of the first read() ("read: peer sent alert: tlsv1 alert unknown ca",
+// "read: peer sent alert: sslv3 alert certificate revoked").
 Result<std::unique_ptr<Connection>> tls_connect(std::shared_ptr<TlsContext> ctx, int fd,
                                                 std::string peer_address, int timeout_ms);
 
