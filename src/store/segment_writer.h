@@ -50,6 +50,10 @@ struct SegmentOptions {
   uint64_t rotate_bytes = 1ull << 30;  // seal when the file reaches this size
   uint64_t rotate_every_ns = 300ull * 1'000'000'000;  // wall-clock aligned; 0 = never
   size_t write_buffer_bytes = 1 << 20;
+  // false: sync() writes the buffer and sets the rollback point without
+  // fdatasync (not crash-safe; for "ack after write" setups). Sealing still
+  // fsyncs.
+  bool fsync = true;
 };
 
 // Cumulative since open(). packets/bytes count stored packets and their
@@ -96,7 +100,9 @@ class SegmentWriter {
   void abort_batch();
 
   // Writes the buffer and fdatasyncs: everything up to the last end_batch is
-  // then durable. Not within a batch.
+  // then durable and is never rolled back. Not within a batch. Callers that
+  // ack without fsync (SegmentOptions::fsync = false) must still call it
+  // before acking, so that acked batches are never rolled back.
   Status sync();
   // Seals the open segment if its time boundary has passed, or if it reached
   // rotate_bytes. Call about once a second, also when idle. Not within a batch.
