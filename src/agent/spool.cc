@@ -20,9 +20,10 @@
 
 #include <algorithm>
 #include <array>
-#include <cassert>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string_view>
@@ -73,7 +74,7 @@ uint32_t crc_update_table(uint32_t crc, const uint8_t* p, size_t n) {
 
 #if defined(__x86_64__)
 __attribute__((target("sse4.2"))) uint32_t crc_update_sse42(uint32_t crc, const uint8_t* p,
-                                                             size_t n) {
+                                                            size_t n) {
   unsigned long long c = crc;
   while (n >= 8) {
     unsigned long long v;
@@ -107,6 +108,15 @@ uint32_t crc32c_table(std::span<const uint8_t> data, uint32_t crc) {
   return ~crc_update_table(~crc, data.data(), data.size());
 }
 }  // namespace spool_detail
+
+// Broken invariants are bugs: crash loudly, in release builds too.
+#define SPOOL_CHECK(cond)                                                                     \
+  do {                                                                                        \
+    if (!(cond)) {                                                                            \
+      std::fprintf(stderr, "%s:%d: spool invariant failed: %s\n", __FILE__, __LINE__, #cond); \
+      std::abort();                                                                           \
+    }                                                                                         \
+  } while (0)
 
 // ---------------------------------------------------------- on-disk layout ---
 
@@ -266,8 +276,8 @@ Status pwritev_all(int fd, std::span<iovec> iov, uint64_t offset, const fs::path
                    std::string_view what) {
   size_t i = 0;
   while (i < iov.size()) {
-    ssize_t n = ::pwritev(fd, iov.data() + i, static_cast<int>(iov.size() - i),
-                          static_cast<off_t>(offset));
+    ssize_t n =
+        ::pwritev(fd, iov.data() + i, static_cast<int>(iov.size() - i), static_cast<off_t>(offset));
     if (n < 0) {
       if (errno == EINTR) continue;
       return sys_error(what, path);
@@ -384,13 +394,16 @@ Status Spool::recover() {
   if (!state && (state_fd_ >= 0 || !found.empty())) recovery_.state_rebuilt = true;
 
   uint64_t prev_seq = 0;
-  for (const auto& [first_seq, path] : found) TRAWL_TRY(recover_file(first_seq, path, prev_seq), "recovering " + path.string());
+  for (const auto& [first_seq, path] : found)
+    TRAWL_TRY(recover_file(first_seq, path, prev_seq), "recovering " + path.string());
 
   // 3. Ack point and last_seq: the state may be older than the files after a
   // machine crash (its slots are not fsynced); the files win.
   uint64_t old_last = last_seq_;
   last_seq_ = std::max(last_seq_, prev_seq);
+  const size_t files_before = files_.size();
   TRAWL_TRY(free_acked_files(), "freeing acked files");
+  recovery_.removed_files += static_cast<uint32_t>(files_before - files_.size());
   if (!state) {
     if (spool_id_ == 0) spool_id_ = random_spool_id();
     return create_state();
@@ -406,7 +419,7 @@ Status Spool::recover_file(uint64_t first_seq, const fs::path& path, uint64_t& p
     int& fd;
     ~Closer() { close_fd(fd); }
   } closer{fd};
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd, &st) != 0) return sys_error("stat", path);
   const auto size = static_cast<uint64_t>(st.st_size);
 
@@ -534,7 +547,7 @@ fs::path Spool::file_path(uint64_t first_seq) const {
 
 std::map<uint64_t, Spool::File>::iterator Spool::file_of(uint64_t seq) {
   auto it = files_.upper_bound(seq);
-  assert(it != files_.begin());
+  SPOOL_CHECK(it != files_.begin());
   return std::prev(it);
 }
 
@@ -564,7 +577,7 @@ Status Spool::free_acked_files() {
 // ---------------------------------------------------------------- append ---
 
 Result<AppendOutcome> Spool::append(const EntryMeta& meta, std::span<const uint8_t> frame) {
-  assert(meta.seq > last_seq_);
+  SPOOL_CHECK(meta.seq > last_seq_);
   last_seq_ = meta.seq;
   AppendOutcome out;
   out.dropped = std::move(carried_drops_);
@@ -635,7 +648,8 @@ Status Spool::write_record(const EntryMeta& meta, std::span<const uint8_t> frame
 
   if (target && target->size + rec > opts_.file_bytes && target->size > kH) {
     // Rotate: the full file goes to disk now, off the per-append path.
-    if (::fdatasync(active_fd_) != 0) return sys_error("fdatasync", target->path);
+    if (opts_.fdatasync_on_rotate && ::fdatasync(active_fd_) != 0)
+      return sys_error("fdatasync", target->path);
     close_active();
     target = nullptr;
   }
@@ -649,8 +663,10 @@ Status Spool::write_record(const EntryMeta& meta, std::span<const uint8_t> frame
                              iov_of(frame.data(), frame.size())};
     Status st = pwritev_all(fd, iov, 0, path, "write");
     if (st.ok() && opts_.fsync_each_append) {
-      if (::fdatasync(fd) != 0) st = sys_error("fdatasync", path);
-      else if (::fsync(dir_fd_) != 0) st = sys_error("fsync", opts_.dir);
+      if (::fdatasync(fd) != 0)
+        st = sys_error("fdatasync", path);
+      else if (::fsync(dir_fd_) != 0)
+        st = sys_error("fsync", opts_.dir);
     }
     if (!st.ok()) {
       ::close(fd);
@@ -685,7 +701,8 @@ Status Spool::write_record(const EntryMeta& meta, std::span<const uint8_t> frame
 // ------------------------------------------------------------------- send ---
 
 Result<std::optional<std::pair<EntryMeta, std::span<const uint8_t>>>> Spool::next_unsent() {
-  if (in_flight_ == entries_.size()) return std::optional<std::pair<EntryMeta, std::span<const uint8_t>>>();
+  if (in_flight_ == entries_.size())
+    return std::optional<std::pair<EntryMeta, std::span<const uint8_t>>>();
   const Entry& e = entries_[in_flight_];
   auto fit = file_of(e.meta.seq);
   const fs::path& path = fit->second.path;
@@ -721,12 +738,15 @@ Result<std::optional<std::pair<EntryMeta, std::span<const uint8_t>>>> Spool::nex
 }
 
 Status Spool::ack(uint64_t seq) {
-  const uint64_t to = std::min(seq, last_seq_);
-  if (to <= acked_seq_) return free_acked_files();  // retries an earlier failed unlink
-  const uint64_t before = acked_seq_;
-  acked_seq_ = to;
+  if (seq <= acked_seq_) return free_acked_files();  // retries an earlier failed unlink
+  const uint64_t acked_before = acked_seq_, last_before = last_seq_;
+  acked_seq_ = seq;
+  // The collector holds seqs we do not know (our tail was lost in a machine
+  // crash, or the spool was wiped): never hand them out again.
+  last_seq_ = std::max(last_seq_, seq);
   if (Status st = write_state(); !st.ok()) {
-    acked_seq_ = before;
+    acked_seq_ = acked_before;
+    last_seq_ = last_before;
     return std::move(st).error().with_context("spool ack " + std::to_string(seq));
   }
   size_t popped = 0;

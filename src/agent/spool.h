@@ -48,14 +48,17 @@ namespace trawl::agent {
 enum class DropPolicy { kDropNewest, kDropOldest };
 
 struct SpoolOptions {
-  std::filesystem::path dir;           // created if missing
-  uint64_t max_bytes = 256ull << 20;   // hard cap on the spool files' bytes (headers included)
-  uint64_t file_bytes = 16ull << 20;   // target file size; clamped to max_bytes / 4
+  std::filesystem::path dir;          // created if missing
+  uint64_t max_bytes = 256ull << 20;  // hard cap on the spool files' bytes (headers included)
+  uint64_t file_bytes = 16ull << 20;  // target file size; clamped to max_bytes / 4
   DropPolicy policy = DropPolicy::kDropNewest;
   // fdatasync the record (and the state) on every append and ack, so a
   // machine crash loses nothing that was appended. Off by default: kill -9
   // needs only write(2); files are fdatasync'ed when they are rotated.
   bool fsync_each_append = false;
+  // fdatasync a file when it is full and the next one starts, so a machine
+  // crash can damage at most the newest file. Tests with tiny files turn it off.
+  bool fdatasync_on_rotate = true;
 };
 
 // What the agent knows about a batch without decoding it; comes back for
@@ -78,12 +81,12 @@ struct AppendOutcome {
 
 // What open() found and repaired; for a log line and counters.
 struct SpoolRecovery {
-  uint64_t entries = 0;            // unacked entries recovered (all unsent)
-  uint64_t acked_records = 0;      // records found at or below the ack point
-  uint64_t truncated_bytes = 0;    // torn tails / garbage cut off
-  uint32_t truncated_files = 0;    // files that had a tail cut off
-  uint32_t removed_files = 0;      // empty, headerless or fully acked files deleted
-  bool state_rebuilt = false;      // the state file was missing or unreadable
+  uint64_t entries = 0;          // unacked entries recovered (all unsent)
+  uint64_t acked_records = 0;    // records found at or below the ack point
+  uint64_t truncated_bytes = 0;  // torn tails / garbage cut off, and removed files' bytes
+  uint32_t truncated_files = 0;  // files that had a tail cut off
+  uint32_t removed_files = 0;    // empty, headerless or fully acked files deleted
+  bool state_rebuilt = false;    // the state file was missing or unreadable
 };
 
 class Spool {
@@ -104,9 +107,9 @@ class Spool {
   Spool& operator=(const Spool&) = delete;
 
   uint64_t spool_id() const { return spool_id_; }
-  // Highest seq ever passed to append() (stored, refused or failed);
-  // persisted before the record is written, so it survives restart even when
-  // the spool is empty. The agent must start its next batch above it.
+  // Highest seq ever passed to append() (stored, refused or failed) or
+  // acked; persisted before the record is written, so it survives restart
+  // even when the spool is empty. The agent must start its next batch above it.
   uint64_t last_seq() const { return last_seq_; }
   // Cumulative ack point (every seq <= acked_seq() is durable at the collector).
   uint64_t acked_seq() const { return acked_seq_; }
@@ -121,16 +124,18 @@ class Spool {
   // next call to any non-const method. std::nullopt: everything is handed out.
   Result<std::optional<std::pair<EntryMeta, std::span<const uint8_t>>>> next_unsent();
 
-  // Cumulative ack; seqs at or below the current ack point are ignored and a
-  // seq above last_seq() acks everything. Persists the ack point, then frees
-  // every file whose records are all acked.
+  // Cumulative ack; seqs at or below the current ack point are ignored. A
+  // seq above last_seq() acks everything and raises last_seq() to it, so a
+  // seq the collector already holds is never reused (call it with the
+  // collector's durable seq on every connect). Persists the ack point, then
+  // frees every file whose records are all acked.
   Status ack(uint64_t seq);
 
   // After a reconnect: every unacked entry becomes unsent again, oldest first.
   void rewind() { in_flight_ = 0; }
 
-  uint64_t bytes() const { return bytes_; }               // spool files on disk, headers included
-  uint64_t entries() const { return entries_.size(); }     // unacked (in flight or unsent)
+  uint64_t bytes() const { return bytes_; }             // spool files on disk, headers included
+  uint64_t entries() const { return entries_.size(); }  // unacked (in flight or unsent)
   uint64_t unsent_entries() const { return entries_.size() - in_flight_; }
   std::optional<uint64_t> oldest_unacked_first_ts() const;
   uint64_t max_bytes() const { return opts_.max_bytes; }
@@ -173,14 +178,14 @@ class Spool {
   std::deque<Entry> entries_;       // unacked, oldest first
   size_t in_flight_ = 0;            // entries_[0, in_flight_) are handed out
 
-  int dir_fd_ = -1;       // holds the flock
+  int dir_fd_ = -1;  // holds the flock
   int state_fd_ = -1;
   // The file appends go to. Only a file this Spool created is appended to:
   // after open(), after it is freed or evicted, or after a failed write the
   // next append starts a new file.
   std::optional<uint64_t> active_key_;
   int active_fd_ = -1;
-  int read_fd_ = -1;      // cached read fd of a closed file
+  int read_fd_ = -1;  // cached read fd of a closed file
   uint64_t read_key_ = 0;
   std::unique_ptr<uint8_t[]> read_buf_;  // header + payload of the last next_unsent()
   size_t read_cap_ = 0;

@@ -9,9 +9,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -52,7 +52,10 @@ class TempDir {
 
 inline std::vector<uint8_t> read_file(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  std::vector<uint8_t> out(fs::file_size(p));
+  in.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(out.size()));
+  out.resize(static_cast<size_t>(in.gcount()));
+  return out;
 }
 
 inline void write_file(const fs::path& p, const std::vector<uint8_t>& b) {
@@ -148,15 +151,27 @@ inline std::optional<DiskState> parse_state(const fs::path& dir) {
 }
 
 // Deterministic payload for a seq (the kill -9 test checks content with it).
+// A fixed pseudo-random pattern with the seq stamped every 512 bytes: copies
+// at memcpy speed (the kill -9 test's child must spend its time writing, not
+// generating) and still differs between any two seqs.
 inline std::vector<uint8_t> payload_for(uint64_t seq, size_t n) {
+  static const std::vector<uint8_t> pattern = [] {
+    std::vector<uint8_t> p(4 << 20);
+    uint64_t x = 0x243F6A8885A308D3ull;
+    for (auto& b : p) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      b = static_cast<uint8_t>(x);
+    }
+    return p;
+  }();
   std::vector<uint8_t> out(n);
-  uint64_t x = seq * 0x9E3779B97F4A7C15ull + 1;
-  for (auto& b : out) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    b = static_cast<uint8_t>(x);
-  }
+  for (size_t off = 0; off < n; off += pattern.size())
+    std::memcpy(out.data() + off, pattern.data(), std::min(pattern.size(), n - off));
+  for (size_t off = 0; off < n; off += 512)
+    for (size_t i = 0; i < 8 && off + i < n; ++i)
+      out[off + i] = static_cast<uint8_t>(seq >> (8 * i));
   return out;
 }
 
