@@ -32,8 +32,8 @@ run_tcpdump() {  # file -> packets stored
 run_trawl() {  # file rate -> packets stored
   local file=$1
   rm -rf "$WORK/data" "$WORK/spool"
-  local port
-  port=$(start_collector collector --data "$WORK/data" --pki "$WORK/pki" --rotate-every 0)
+  start_collector collector --data "$WORK/data" --pki "$WORK/pki" --rotate-every 0
+  local port=$PORT
   start_bg agent "$AG" "$TRAWL" agent --name bench --collector $COLLECTOR_IP:$port --pki "$WORK/pki" -i cap0 \
     --spool-dir "$WORK/spool" --spool-size 2GiB --drain-timeout 60s
   wait_for 15 grep -q "connected to" "$WORK/agent.log" || fail "agent did not connect"

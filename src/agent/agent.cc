@@ -252,6 +252,23 @@ Status run_agent(const AgentOptions& opts, std::atomic<bool>& stop, AgentCounter
     }
     if (opts.max_capture_ns && now - started >= opts.max_capture_ns) break;
   }
+  // Drain the kernel ring: packets can sit in a not-yet-retired TPACKET_V3
+  // block for up to the block timeout, and a stop must not lose them.
+  if (result.ok()) {
+    int quiet_polls = 0;
+    uint64_t drain_deadline = clock.mono_ns() + 2'000'000'000ull;
+    while (quiet_polls < 2 && clock.mono_ns() < drain_deadline) {
+      auto got = (*source)->poll(2 * copts.block_timeout_ms + 10, opts.batch_max_packets, batcher);
+      if (!got) break;
+      quiet_polls = *got == 0 ? quiet_polls + 1 : 0;
+      if (batcher.full()) {
+        if (auto s = batcher.seal(shared, clock.wall_ns()); !s) {
+          result = std::move(s);
+          break;
+        }
+      }
+    }
+  }
   // Flush what was captured (with final stats) before stopping the sender.
   if (result.ok()) {
     auto stats = (*source)->stats();

@@ -100,17 +100,17 @@ stop_pid() {  # SIGTERM, then wait up to 20 s, then SIGKILL
   wait "$pid" 2>/dev/null || true
 }
 
-start_collector() {  # start_collector NAME EXTRA_ARGS...
+start_collector() {  # start_collector NAME EXTRA_ARGS... ; sets PORT and PID_<NAME>
   local name=$1; shift
   rm -f "$WORK/$name.port"
-  start_bg "$name" "$CO" "$TRAWL" collector --listen 0.0.0.0:0 --port-file "$WORK/$name.port" "$@"
+  start_bg "$name" "$CO" "$TRAWL" collector --listen 0.0.0.0:${FIXED_PORT:-0} --port-file "$WORK/$name.port" "$@"
   wait_for 10 test -s "$WORK/$name.port" || fail "collector $name did not start"
-  cat "$WORK/$name.port"
+  PORT=$(cat "$WORK/$name.port")
 }
 
 # Hex dump of every packet in the given files, one block per packet, in
 # order, without timestamps: identical output = identical packets.
-packet_dump() { for f in "$@"; do tcpdump -r "$f" -t -nn -xx 2>/dev/null; done; }
+packet_dump() { for f in "$@"; do tcpdump -r "$f" -t -nn -S -xx 2>/dev/null; done; }
 
 segments_of() { ls "$1"/*.pcapng 2>/dev/null | sort; }
 

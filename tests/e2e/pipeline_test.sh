@@ -21,7 +21,7 @@ log "credentials"
 "$TRAWL" pki init "$WORK/rogue" 2>/dev/null
 "$TRAWL" pki issue "$WORK/rogue" edge1 2>/dev/null
 
-PORT=$(start_collector collector --data "$WORK/data" --pki "$WORK/pki" --rotate-size 256KiB --rotate-every 0)
+start_collector collector --data "$WORK/data" --pki "$WORK/pki" --rotate-size 256KiB --rotate-every 0
 log "collector on port $PORT"
 
 start_agent() {  # start_agent NAME IFACE PKI
