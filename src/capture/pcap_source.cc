@@ -69,16 +69,18 @@ Result<std::unique_ptr<PcapSource>> PcapSource::open(const CaptureOptions& opts)
     int rc = pcap_activate(p);
     if (rc < 0) return pcap_error(p, ctx, rc);
     if (rc > 0 && rc != PCAP_WARNING_PROMISC_NOTSUP) return pcap_error(p, ctx, rc);
+    if (!opts.filter.empty()) {
+      // The user's text must stand alone as a filter: text that only
+      // compiles once wrapped (unbalanced parentheses) is refused.
+      bpf_program user_prog{};
+      if (pcap_compile(p, &user_prog, opts.filter.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
+        return Error(fmt::format("{}: bad filter '{}': {}", ctx, opts.filter, pcap_geterr(p)));
+      }
+      pcap_freecode(&user_prog);
+    }
     if (!filter.empty()) {
       bpf_program prog{};
       if (pcap_compile(p, &prog, filter.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
-        // Report against the user's text when that is what fails.
-        bpf_program user_prog{};
-        if (!opts.filter.empty() &&
-            pcap_compile(p, &user_prog, opts.filter.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
-          return Error(fmt::format("{}: bad filter '{}': {}", ctx, opts.filter, pcap_geterr(p)));
-        }
-        pcap_freecode(&user_prog);
         return Error(fmt::format("{}: filter '{}': {}", ctx, filter, pcap_geterr(p)));
       }
       int set = pcap_setfilter(p, &prog);

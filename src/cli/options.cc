@@ -176,8 +176,7 @@ void OptionSet::attach(CLI::App& app) {
       o = app.add_option(names, d.cli_values, help)->allow_extra_args(false);
       o->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     } else {
-      o = app.add_option(names, d.cli_values, help)->expected(1);
-      o->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+      o = app.add_option(names, d.cli_value, help);
     }
     d.opt = o;
   }
@@ -239,7 +238,11 @@ Status OptionSet::apply() {
       d.set_flag(d.cli_flag);
       continue;
     }
-    if (d.kind == Def::kList) d.clear();
+    if (d.kind == Def::kValue) {
+      if (auto r = d.set(d.cli_value); !r) return Error(fmt::format("--{}: {}", d.name, r.error().message()));
+      continue;
+    }
+    d.clear();
     for (const auto& v : d.cli_values) {
       if (auto r = d.set(v); !r) return Error(fmt::format("--{}: {}", d.name, r.error().message()));
     }

@@ -64,6 +64,7 @@ class OptionSet {
     std::function<void()> clear;
     std::function<void(bool)> set_flag;
     // Filled by CLI11.
+    std::string cli_value;
     std::vector<std::string> cli_values;
     bool cli_flag = false;
     CLI::Option* opt = nullptr;

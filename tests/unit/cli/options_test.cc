@@ -106,3 +106,19 @@ TEST(Options, BadFlagValueNamesFlag) {
 
 }  // namespace
 }  // namespace trawl::cli
+
+namespace trawl::cli {
+namespace {
+
+TEST(Options, ValueOptionsTakeOneWordAndLeavePositionals) {
+  Fixture f;
+  std::vector<std::string> words;
+  f.app.add_option("bpf", words);
+  ASSERT_TRUE(f.parse({"-i", "eth0", "--rotate-size", "1G", "udp", "port", "5060"}).ok());
+  EXPECT_EQ(f.ifaces, std::vector<std::string>{"eth0"});
+  EXPECT_EQ(f.size, 1ull << 30);
+  EXPECT_EQ(words, (std::vector<std::string>{"udp", "port", "5060"}));
+}
+
+}  // namespace
+}  // namespace trawl::cli
