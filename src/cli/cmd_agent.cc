@@ -56,8 +56,8 @@ Command add_agent_command(CLI::App& app) {
     return ok_status();
   }, "64MiB");
   s.flag("no-promisc", "Do not put interfaces into promiscuous mode", [&o](bool b) { o.capture.promiscuous = !b; });
-  s.value("filter", "BPF filter (also accepted as trailing words)", [st](std::string_view v) -> Status {
-    st->opts.capture.filter = v;
+  s.value("filter", "BPF filter (also accepted as trailing words)", [p = st.get()](std::string_view v) -> Status {
+    p->opts.capture.filter = v;
     return ok_status();
   });
   s.value("pki", "PKI directory (ca.crt, agents/NAME.crt, agents/NAME.key)", [&o](std::string_view v) -> Status {
@@ -82,9 +82,9 @@ Command add_agent_command(CLI::App& app) {
             o.user = v;
             return ok_status();
           }, "nobody");
-  s.value("spool-dir", "Spool directory for unacknowledged batches", [st](std::string_view v) -> Status {
-    st->opts.spool.dir = std::string(v);
-    st->spool_dir_given = true;
+  s.value("spool-dir", "Spool directory for unacknowledged batches", [p = st.get()](std::string_view v) -> Status {
+    p->opts.spool.dir = std::string(v);
+    p->spool_dir_given = true;
     return ok_status();
   }, "/var/spool/trawl/NAME");
   s.value("spool-size", "Maximum bytes the spool may use on disk", [&o](std::string_view v) -> Status {

@@ -31,6 +31,12 @@ cleanup() {
   local rc=$?
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+  # Under the sanitizer build, any report in any process's log fails the test.
+  if grep -l -E "ERROR: (Address|Leak|Thread)Sanitizer|runtime error:" "$WORK"/*.log 2>/dev/null; then
+    echo "FAIL: sanitizer report in the logs above" >&2
+    grep -h -A20 -E "ERROR: (Address|Leak|Thread)Sanitizer|runtime error:" "$WORK"/*.log >&2 || true
+    [ $rc -eq 0 ] && rc=1
+  fi
   for ns in "$TX" "$AG" "$CO"; do ip netns del "$ns" 2>/dev/null || true; done
   if [ $rc -eq 0 ] && [ -z "${KEEP_WORK:-}" ]; then rm -rf "$WORK"; else echo "work dir kept: $WORK" >&2; fi
   exit $rc
