@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <map>
 #include <thread>
 
 #include <fmt/format.h>
@@ -30,17 +31,25 @@ namespace {
 class Batcher final : public capture::PacketSink {
  public:
   Batcher(const AgentOptions& opts, std::span<const InterfaceInfo> ifaces, uint64_t spool_id,
-          AgentCounters& counters)
-      : opts_(opts), ifaces_(ifaces.begin(), ifaces.end()), spool_id_(spool_id), counters_(counters) {
+          AgentCounters& counters, SharedSpool& shared, const Clock& clock)
+      : opts_(opts), ifaces_(ifaces.begin(), ifaces.end()), spool_id_(spool_id), counters_(counters),
+        shared_(shared), clock_(clock) {
     builder_.reset(spool_id_, ifaces_);
   }
 
+  // Called by the capture source for every packet, inside pcap_dispatch. A
+  // full batch is sealed right here, so batches never outgrow their limits
+  // however many packets one dispatch delivers.
   void on_packet(uint16_t iface, uint64_t ts_ns, uint32_t orig_len, std::span<const uint8_t> data) override {
     if (builder_.empty()) opened_mono_ = now_mono_;
     builder_.add_packet(iface, ts_ns, orig_len, data);
     counters_.packets_captured.fetch_add(1, std::memory_order_relaxed);
     counters_.bytes_captured.fetch_add(data.size(), std::memory_order_relaxed);
+    if (full() && error_.ok()) error_ = seal(shared_, clock_.wall_ns());
   }
+
+  // A spool failure met while sealing inside on_packet (sticky).
+  const Status& error() const { return error_; }
 
   void set_now(uint64_t mono) { now_mono_ = mono; }
   bool full() const {
@@ -49,9 +58,30 @@ class Batcher final : public capture::PacketSink {
   bool old(uint64_t mono) const { return !builder_.empty() && mono - opened_mono_ >= opts_.batch_max_age_ns; }
   bool empty() const { return builder_.empty(); }
 
-  void add_stats(const std::vector<InterfaceStats>& stats) {
+  // Adds the interfaces' cumulative counters, and a kernel-drop gap record
+  // for every interface whose ring or NIC dropped packets since the last
+  // report (the bytes of a kernel drop are unknown, so the gap says 0).
+  void add_stats(const std::vector<InterfaceStats>& stats, uint64_t wall_ns) {
     if (builder_.empty()) opened_mono_ = now_mono_;
-    for (const auto& s : stats) builder_.add_stats(s);
+    if (last_drops_.size() < stats.size()) last_drops_.resize(stats.size(), {0, 0});
+    for (const auto& s : stats) {
+      builder_.add_stats(s);
+      auto& [drops, since] = last_drops_[s.iface];
+      uint64_t now_drops = s.kernel_drops + s.if_drops;
+      if (now_drops > drops) {
+        Gap g;
+        g.iface = s.iface;
+        g.reason = GapReason::kKernelDrop;
+        g.from_ns = since ? since : wall_ns;
+        g.to_ns = wall_ns;
+        g.packets = now_drops - drops;
+        builder_.add_gap(g);
+        spdlog::warn("capture on {}: the kernel dropped {} packets (ring too small or CPU too slow; see --ring-size)",
+                     ifaces_[s.iface].name, g.packets);
+      }
+      drops = now_drops;
+      since = wall_ns;
+    }
   }
 
   // Seals the batch into the spool. Returns false on a spool I/O error.
@@ -69,11 +99,22 @@ class Batcher final : public capture::PacketSink {
       meta.seq = shared.spool->last_seq() + 1;
       auto frame = builder_.finish(meta.seq, wall_ns);
       out = shared.spool->append(meta, frame);
+      // Hand the frame itself to the sender too: it is on disk for resends,
+      // and need not be read back for the first send.
+      if (out && out->stored) shared.push_recent(meta.seq, builder_.take_frame(shared.take_buffer()));
     }
     if (!out) return std::move(out).error().with_context("spooling batch");
     counters_.batches_sealed.fetch_add(1, std::memory_order_relaxed);
     bool carried_gap = pending_gap_.packets > 0;
-    if (out->stored && carried_gap) pending_gap_ = Gap{};
+    // Forget the gaps of batches the collector has acknowledged.
+    uint64_t acked = counters_.acked_seq.load(std::memory_order_relaxed);
+    carried_.erase(carried_.begin(), carried_.upper_bound(acked));
+    if (out->stored && carried_gap) {
+      // Remembered until acked: drop-oldest may evict this batch, and its gap
+      // record with it, before it is delivered.
+      carried_[meta.seq] = pending_gap_;
+      pending_gap_ = Gap{};
+    }
     for (const auto& d : out->dropped) {
       // The refused batch (drop-newest) or evicted ones (drop-oldest): their
       // packets are lost, and so is any gap record the refused one carried,
@@ -87,21 +128,17 @@ class Batcher final : public capture::PacketSink {
 
  private:
   void record_drop(const EntryMeta& d) {
+    // An evicted batch that carried a gap record takes it along: that loss
+    // (already counted) moves into the pending gap, so the stored gap
+    // records always add up to packets_dropped_spool.
+    if (auto it = carried_.find(d.seq); it != carried_.end()) {
+      add_to_pending_gap(it->second.packets, it->second.bytes, it->second.from_ns, it->second.to_ns);
+      carried_.erase(it);
+    }
     if (d.packets == 0) return;
     counters_.packets_dropped_spool.fetch_add(d.packets, std::memory_order_relaxed);
     counters_.bytes_dropped_spool.fetch_add(d.packet_bytes, std::memory_order_relaxed);
-    Gap& g = pending_gap_;
-    if (g.packets == 0) {
-      g.iface = 0xffff;
-      g.reason = GapReason::kSpoolFull;
-      g.from_ns = d.first_ts_ns;
-      g.to_ns = d.last_ts_ns;
-    } else {
-      g.from_ns = std::min(g.from_ns, d.first_ts_ns);
-      g.to_ns = std::max(g.to_ns, d.last_ts_ns);
-    }
-    g.packets += d.packets;
-    g.bytes += d.packet_bytes;
+    add_to_pending_gap(d.packets, d.packet_bytes, d.first_ts_ns, d.last_ts_ns);
     if (!logged_full_) {
       spdlog::warn("spool full: dropping batches ({} policy); the loss is recorded as a gap",
                    opts_.spool.policy == DropPolicy::kDropNewest ? "drop-newest" : "drop-oldest");
@@ -109,15 +146,36 @@ class Batcher final : public capture::PacketSink {
     }
   }
 
+  void add_to_pending_gap(uint64_t packets, uint64_t bytes, uint64_t from_ns, uint64_t to_ns) {
+    if (packets == 0) return;
+    Gap& g = pending_gap_;
+    if (g.packets == 0) {
+      g.iface = 0xffff;
+      g.reason = GapReason::kSpoolFull;
+      g.from_ns = from_ns;
+      g.to_ns = to_ns;
+    } else {
+      g.from_ns = std::min(g.from_ns, from_ns);
+      g.to_ns = std::max(g.to_ns, to_ns);
+    }
+    g.packets += packets;
+    g.bytes += bytes;
+  }
+
   const AgentOptions& opts_;
   std::vector<InterfaceInfo> ifaces_;
   uint64_t spool_id_;
   AgentCounters& counters_;
+  SharedSpool& shared_;
+  const Clock& clock_;
+  Status error_;
   wire::BatchBuilder builder_{2 << 20};
   uint64_t now_mono_ = 0;
   uint64_t opened_mono_ = 0;
   Gap pending_gap_;
+  std::map<uint64_t, Gap> carried_;  // seq -> gap record of a spooled, unacked batch (this run only)
   bool logged_full_ = false;
+  std::vector<std::pair<uint64_t, uint64_t>> last_drops_;  // per iface: drops reported, when
 };
 
 Result<std::shared_ptr<wire::TlsContext>> load_credentials(const AgentOptions& opts) {
@@ -154,6 +212,32 @@ Status prepare_spool_dir(const AgentOptions& opts) {
 }
 
 }  // namespace
+
+std::vector<uint8_t> SharedSpool::take_buffer() {
+  if (free_buffers.empty()) {
+    std::vector<uint8_t> b;
+    b.reserve(2u << 20);
+    return b;
+  }
+  std::vector<uint8_t> b = std::move(free_buffers.back());
+  free_buffers.pop_back();
+  b.clear();
+  return b;
+}
+
+void SharedSpool::give_buffer(std::vector<uint8_t>&& b) {
+  if (free_buffers.size() < kMaxFreeBuffers && b.capacity() <= (8u << 20)) free_buffers.push_back(std::move(b));
+}
+
+void SharedSpool::push_recent(uint64_t seq, std::vector<uint8_t>&& frame) {
+  recent_bytes += frame.size();
+  recent.emplace_back(seq, std::move(frame));
+  while (recent_bytes > kMaxRecentBytes && !recent.empty()) {
+    recent_bytes -= recent.front().second.size();
+    give_buffer(std::move(recent.front().second));
+    recent.pop_front();
+  }
+}
 
 void SharedSpool::notify() {
   uint64_t one = 1;
@@ -219,7 +303,7 @@ Status run_agent(const AgentOptions& opts, std::atomic<bool>& stop, AgentCounter
   Sender sender(opts, *tls, shared, counters, clock);
   std::thread sender_thread([&] { sender.run(sender_stop); });
 
-  Batcher batcher(opts, ifaces, shared.spool->spool_id(), counters);
+  Batcher batcher(opts, ifaces, shared.spool->spool_id(), counters, shared, clock);
   uint64_t next_stats = clock.mono_ns();
   uint64_t started = clock.mono_ns();
   Status result;
@@ -232,6 +316,10 @@ Status run_agent(const AgentOptions& opts, std::atomic<bool>& stop, AgentCounter
       result = std::move(got).error();
       break;
     }
+    if (!batcher.error().ok()) {
+      result = batcher.error();
+      break;
+    }
     now = clock.mono_ns();
     batcher.set_now(now);
     // 2. stats ride with the batches, so they are stored in order with them
@@ -239,7 +327,7 @@ Status run_agent(const AgentOptions& opts, std::atomic<bool>& stop, AgentCounter
       auto stats = (*source)->stats();
       uint64_t wall = clock.wall_ns();
       for (auto& s : stats) s.ts_ns = wall;
-      batcher.add_stats(stats);
+      batcher.add_stats(stats, wall);
       next_stats = now + opts.stats_every_ns;
     }
     // 3. seal into the spool
@@ -272,8 +360,9 @@ Status run_agent(const AgentOptions& opts, std::atomic<bool>& stop, AgentCounter
   // Flush what was captured (with final stats) before stopping the sender.
   if (result.ok()) {
     auto stats = (*source)->stats();
-    for (auto& s : stats) s.ts_ns = clock.wall_ns();
-    batcher.add_stats(stats);
+    uint64_t wall = clock.wall_ns();
+    for (auto& s : stats) s.ts_ns = wall;
+    batcher.add_stats(stats, wall);
     if (auto s = batcher.seal(shared, clock.wall_ns()); !s) result = std::move(s);
   }
   // Give the sender a bounded time to get the spool acknowledged; whatever

@@ -86,10 +86,15 @@ Status Sender::session(const std::string& address, std::atomic<bool>& stop) {
     conn = wire::plain_connection(*fd, address);
   }
 
-  std::vector<uint8_t> out;
-  size_t out_pos = 0;
-  wire::FrameDecoder in;
+  // Frames to write, oldest first; front_off bytes of the front one are
+  // written. TLS writes go straight from these buffers.
+  std::deque<std::vector<uint8_t>> sendq;
+  size_t front_off = 0;
+  size_t queued_bytes = 0;
+  std::vector<std::vector<uint8_t>> done_buffers;  // returned to the pool under the next lock
+  wire::FrameDecoder in(64 << 10);
   bool welcomed = false;
+  uint64_t welcome_seq = 0;
   uint64_t connected_at = clock_.mono_ns();
   uint64_t last_heard = connected_at;
   uint64_t last_sent = connected_at;
@@ -106,7 +111,10 @@ Status Sender::session(const std::string& address, std::atomic<bool>& stop) {
     std::lock_guard lock(spool_.mu);
     hello.spool_id = spool_.spool->spool_id();
     hello.last_seq = spool_.spool->last_seq();
-    wire::encode(out, hello);
+    std::vector<uint8_t> f;
+    wire::encode(f, hello);
+    queued_bytes += f.size();
+    sendq.push_back(std::move(f));
   }
 
   auto handle_frame = [&](const wire::FrameView& f) -> Status {
@@ -123,6 +131,7 @@ Status Sender::session(const std::string& address, std::atomic<bool>& stop) {
         if (w->durable_seq > 0) TRAWL_TRY(spool_.spool->ack(w->durable_seq), "spool ack");
         spool_.spool->rewind();
         welcomed = true;
+        welcome_seq = w->durable_seq;
         counters_.connects.fetch_add(1);
         if (w->durable_seq > 0) counters_.acked_seq.store(w->durable_seq);
         spdlog::info("agent {}: connected to {} (collector holds up to seq {}; {} batches to send)", opts_.name,
@@ -133,7 +142,9 @@ Status Sender::session(const std::string& address, std::atomic<bool>& stop) {
         if (!welcomed) return Error("protocol error: ACK before WELCOME");
         auto a = wire::decode_ack(f.body);
         if (!a) return std::move(a).error();
-        if (a->seq > highest_sent) return Error(fmt::format("protocol error: ACK {} for a batch never sent", a->seq));
+        if (a->seq > std::max(highest_sent, welcome_seq)) {
+          return Error(fmt::format("protocol error: ACK {} for a batch never sent", a->seq));
+        }
         std::lock_guard lock(spool_.mu);
         TRAWL_TRY(spool_.spool->ack(a->seq), "spool ack");
         while (!in_flight.empty() && in_flight.front().first <= a->seq) {
@@ -162,38 +173,63 @@ Status Sender::session(const std::string& address, std::atomic<bool>& stop) {
     if (now - last_heard > kSilenceTimeoutNs) {
       return Error(fmt::format("collector silent for {} s", kSilenceTimeoutNs / 1'000'000'000));
     }
-    // Refill the send buffer with unsent spool entries.
-    if (welcomed && out.size() - out_pos < kSendBufferTarget / 2) {
-      if (out_pos > 0) {
-        out.erase(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(out_pos));
-        out_pos = 0;
-      }
+    // Refill the send queue with unsent spool entries: from memory when the
+    // capture thread's copy is still there, else read back from the spool.
+    if (welcomed && queued_bytes < kSendBufferTarget) {
       std::lock_guard lock(spool_.mu);
-      while (out.size() < kSendBufferTarget && in_flight_bytes < opts_.max_in_flight_bytes) {
-        auto e = spool_.spool->next_unsent();
-        if (!e) return std::move(e).error().with_context("reading spool");
-        if (!e->has_value()) break;
-        const auto& [meta, frame] = **e;
-        out.insert(out.end(), frame.begin(), frame.end());
-        in_flight.emplace_back(meta.seq, frame.size());
+      for (auto& b : done_buffers) spool_.give_buffer(std::move(b));
+      done_buffers.clear();
+      while (queued_bytes < kSendBufferTarget && in_flight_bytes < opts_.max_in_flight_bytes) {
+        auto meta = spool_.spool->peek_unsent();
+        if (!meta) break;
+        auto& recent = spool_.recent;
+        while (!recent.empty() && recent.front().first < meta->seq) {
+          spool_.recent_bytes -= recent.front().second.size();
+          spool_.give_buffer(std::move(recent.front().second));
+          recent.pop_front();
+        }
+        std::vector<uint8_t> frame;
+        if (!recent.empty() && recent.front().first == meta->seq) {
+          frame = std::move(recent.front().second);
+          spool_.recent_bytes -= frame.size();
+          recent.pop_front();
+          spool_.spool->skip_unsent();
+        } else {
+          auto e = spool_.spool->next_unsent();
+          if (!e) return std::move(e).error().with_context("reading spool");
+          if (!e->has_value()) break;
+          frame = spool_.take_buffer();
+          frame.assign((**e).second.begin(), (**e).second.end());
+        }
+        in_flight.emplace_back(meta->seq, frame.size());
         in_flight_bytes += frame.size();
-        if (meta.seq <= highest_sent) counters_.batches_resent.fetch_add(1, std::memory_order_relaxed);
-        highest_sent = std::max(highest_sent, meta.seq);
+        queued_bytes += frame.size();
+        if (meta->seq <= highest_sent) counters_.batches_resent.fetch_add(1, std::memory_order_relaxed);
+        highest_sent = std::max(highest_sent, meta->seq);
         counters_.batches_sent.fetch_add(1, std::memory_order_relaxed);
+        sendq.push_back(std::move(frame));
       }
     }
-    if (out_pos == out.size() && now - last_sent > kPingEveryNs) {
-      out.clear();
-      out_pos = 0;
-      wire::encode_ping(out);
+    if (sendq.empty() && now - last_sent > kPingEveryNs) {
+      std::vector<uint8_t> f;
+      wire::encode_ping(f);
+      queued_bytes += f.size();
+      sendq.push_back(std::move(f));
     }
-    // Write what we can.
-    while (out_pos < out.size()) {
-      auto n = conn->write({out.data() + out_pos, out.size() - out_pos});
+    // Write what we can, straight from the frame buffers.
+    while (!sendq.empty()) {
+      auto& front = sendq.front();
+      auto n = conn->write({front.data() + front_off, front.size() - front_off});
       if (!n) return std::move(n).error();
       if (*n == 0) break;
-      out_pos += *n;
+      front_off += *n;
+      queued_bytes -= *n;
       last_sent = now;
+      if (front_off == front.size()) {
+        done_buffers.push_back(std::move(front));
+        sendq.pop_front();
+        front_off = 0;
+      }
     }
     // Read ACKs.
     for (;;) {
@@ -213,7 +249,7 @@ Status Sender::session(const std::string& address, std::atomic<bool>& stop) {
     // Wait for the socket, a new spool entry, or a tick.
     pollfd fds[2];
     short events = POLLIN;
-    if (out_pos < out.size() || conn->want_write()) events |= POLLOUT;
+    if (!sendq.empty() || conn->want_write()) events |= POLLOUT;
     fds[0] = {conn->fd(), events, 0};
     fds[1] = {spool_.wake_fd, POLLIN, 0};
     if (conn->has_buffered_read()) continue;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -19,10 +20,26 @@
 
 namespace trawl::agent {
 
+// Everything the capture thread and the sender share. Every member is
+// guarded by `mu` (taken once per batch, never per packet).
 struct SharedSpool {
   std::mutex mu;
   std::unique_ptr<Spool> spool;
   int wake_fd = -1;  // eventfd: the capture thread signals a new entry
+
+  // Recently spooled frames still in memory, oldest first: the sender sends
+  // these without reading them back from disk. Bounded; older ones are
+  // simply read from the spool when their turn comes.
+  std::deque<std::pair<uint64_t, std::vector<uint8_t>>> recent;
+  size_t recent_bytes = 0;
+  static constexpr size_t kMaxRecentBytes = 32u << 20;
+  // Frame buffers for reuse, so the steady state allocates nothing.
+  std::vector<std::vector<uint8_t>> free_buffers;
+  static constexpr size_t kMaxFreeBuffers = 32;
+
+  std::vector<uint8_t> take_buffer();
+  void give_buffer(std::vector<uint8_t>&& b);
+  void push_recent(uint64_t seq, std::vector<uint8_t>&& frame);
   void notify();
 };
 

@@ -58,7 +58,7 @@ struct SpoolOptions {
   bool fsync_each_append = false;
   // fdatasync a file when it is full and the next one starts, so a machine
   // crash can damage at most the newest file. Tests with tiny files turn it off.
-  bool fdatasync_on_rotate = true;
+  bool fdatasync_on_rotate = false;
 };
 
 // What the agent knows about a batch without decoding it; comes back for
@@ -129,6 +129,12 @@ class Spool {
   // seq the collector already holds is never reused (call it with the
   // collector's durable seq on every connect). Persists the ack point, then
   // frees every file whose records are all acked.
+  // The entry next_unsent() would hand out, without reading it.
+  std::optional<EntryMeta> peek_unsent() const;
+  // Hands out that entry without reading its bytes: for a caller that still
+  // holds the frame in memory (the agent's recently-sealed batches).
+  std::optional<EntryMeta> skip_unsent();
+
   Status ack(uint64_t seq);
 
   // After a reconnect: every unacked entry becomes unsent again, oldest first.

@@ -11,7 +11,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <condition_variable>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -22,9 +21,6 @@
 
 namespace trawl::collector {
 namespace {
-
-std::mutex g_sessions_mu;
-std::condition_variable g_sessions_cv;
 
 bool valid_agent_name(std::string_view n) {
   if (n.empty() || n.size() > 63) return false;
@@ -269,7 +265,7 @@ class Session {
   std::string agent_;
   std::shared_ptr<AgentSlot> slot_;
   uint64_t generation_ = 0;
-  wire::FrameDecoder in_;
+  wire::FrameDecoder in_{8u << 20};  // room for several 1 MiB batches: rare, short compactions
   std::vector<uint8_t> out_;
   size_t out_pos_ = 0;
   uint64_t last_seq_in_session_ = 0;
@@ -319,8 +315,8 @@ void Collector::stop() {
   if (stopping_.exchange(true)) return;
   if (accept_thread_.joinable()) accept_thread_.join();
   {
-    std::unique_lock lock(g_sessions_mu);
-    g_sessions_cv.wait(lock, [this] { return live_sessions_.load() == 0; });
+    std::unique_lock lock(sessions_mu_);
+    sessions_cv_.wait(lock, [this] { return live_sessions_.load() == 0; });
   }
   if (housekeeping_thread_.joinable()) housekeeping_thread_.join();
   std::lock_guard lock(mu_);
@@ -356,9 +352,9 @@ void Collector::accept_loop() {
     live_sessions_.fetch_add(1);
     std::thread([this, fd, peer] {
       serve(fd, peer);
-      std::lock_guard lock(g_sessions_mu);
+      std::lock_guard lock(sessions_mu_);
       live_sessions_.fetch_sub(1);
-      g_sessions_cv.notify_all();
+      sessions_cv_.notify_all();
     }).detach();
   }
 }

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -89,9 +90,11 @@ class Collector {
   std::thread accept_thread_;
   std::thread housekeeping_thread_;
 
-  std::mutex mu_;  // guards slots_, sessions_
+  std::mutex mu_;  // guards slots_
   std::map<std::string, std::shared_ptr<AgentSlot>> slots_;
-  std::vector<std::thread> sessions_;
+  // Session threads are detached; stop() waits for the count to reach 0.
+  std::mutex sessions_mu_;
+  std::condition_variable sessions_cv_;
   std::atomic<size_t> live_sessions_{0};
 };
 

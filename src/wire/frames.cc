@@ -236,17 +236,18 @@ void BatchBuilder::reset(uint64_t spool_id, std::span<const InterfaceInfo> iface
 void BatchBuilder::add_packet(uint16_t iface, uint64_t ts_ns, uint32_t orig_len,
                               std::span<const uint8_t> data) {
   assert(iface < iface_count_ && data.size() <= kMaxSnaplen);
-  size_t at = buf_.size();
-  buf_.resize(at + kPacketRecordHeader + data.size());
-  uint8_t* p = buf_.data() + at;
+  // insert() copies into spare capacity directly; resize() would first
+  // zero-fill every byte we are about to overwrite.
+  uint8_t h[kPacketRecordHeader];
   uint32_t caplen = static_cast<uint32_t>(data.size());
-  p[0] = static_cast<uint8_t>(RecordKind::kPacket);
-  p[1] = 0;
-  std::memcpy(p + 2, &iface, 2);  // the wire is little-endian, like every host we build for
-  std::memcpy(p + 4, &caplen, 4);
-  std::memcpy(p + 8, &orig_len, 4);
-  std::memcpy(p + 12, &ts_ns, 8);
-  if (!data.empty()) std::memcpy(p + kPacketRecordHeader, data.data(), data.size());
+  h[0] = static_cast<uint8_t>(RecordKind::kPacket);
+  h[1] = 0;
+  std::memcpy(h + 2, &iface, 2);  // the wire is little-endian, like every host we build for
+  std::memcpy(h + 4, &caplen, 4);
+  std::memcpy(h + 8, &orig_len, 4);
+  std::memcpy(h + 12, &ts_ns, 8);
+  buf_.insert(buf_.end(), h, h + kPacketRecordHeader);
+  buf_.insert(buf_.end(), data.begin(), data.end());
   if (packets_ == 0 || ts_ns < first_ts_) first_ts_ = ts_ns;
   if (ts_ns > last_ts_) last_ts_ = ts_ns;
   ++records_;

@@ -140,6 +140,15 @@ class BatchBuilder {
   // Completes the frame with its seq and returns it (header + body).
   std::span<const uint8_t> finish(uint64_t seq, uint64_t sealed_ns);
 
+  // Hands the finished frame's buffer to the caller and continues with
+  // `next` (cleared; its capacity is reused). Call reset() before adding.
+  std::vector<uint8_t> take_frame(std::vector<uint8_t>&& next) {
+    std::vector<uint8_t> out = std::move(buf_);
+    buf_ = std::move(next);
+    buf_.clear();
+    return out;
+  }
+
   size_t frame_bytes() const { return buf_.size(); }
   uint32_t records() const { return records_; }
   uint32_t packets() const { return packets_; }

@@ -85,7 +85,8 @@ TEST(Crc32c, KnownVectors) {
 
 TEST(Crc32c, TableMatchesHardwareAndChains) {
   std::mt19937 rng(7);
-  for (size_t n : {0, 1, 7, 8, 9, 63, 64, 65, 1000, 4096 + 3}) {
+  // Includes lengths that take the three-stream path (>= 3 x 4096) and its tail.
+  for (size_t n : {0, 1, 7, 8, 9, 63, 64, 65, 1000, 4096 + 3, 12287, 12288, 12289, 3 * 12288 + 5, 1 << 20}) {
     std::vector<uint8_t> b(n);
     for (auto& x : b) x = static_cast<uint8_t>(rng());
     EXPECT_EQ(crc32c(b), spool_detail::crc32c_table(b)) << n;
