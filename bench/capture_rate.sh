@@ -12,43 +12,57 @@
 source "$(dirname "$0")/../tests/e2e/lib.sh"
 require_root
 SECS=${1:-2}
-RATES=${RATES:-"25000 50000 100000 200000 400000 800000"}
+RATES=${RATES:-"50000 100000 200000 400000 600000 800000 0"}  # 0 = tcpreplay --topspeed
 e2e_topology 65535
 "$TRAWL" pki init "$WORK/pki" --collector-name $COLLECTOR_IP 2>/dev/null
 "$TRAWL" pki issue "$WORK/pki" bench 2>/dev/null
 
-run_tcpdump() {  # file -> packets stored
-  local file=$1 out=$WORK/tcpdump.pcap
-  rm -f "$out"
-  nsq "$AG" tcpdump -i cap0 -B 262144 -s 262144 -w "$out" -Z root >"$WORK/tcpdump.log" 2>&1 &
-  local pid=$!
-  wait_for 10 grep -q "listening on" "$WORK/tcpdump.log" || fail "tcpdump did not start"
-  nsq "$TX" tcpreplay -q -i tx0 --pps="$2" "$file" >/dev/null 2>&1 || true
-  sleep 0.5
-  kill -INT $pid; wait $pid 2>/dev/null || true
-  count_packets "$out"
+# Replays FILE at RATE pps (0 = as fast as tcpreplay can) and sets
+# ACTUAL_PPS to the rate tcpreplay reports it achieved.
+replay() {
+  local speed=(--pps="$2")
+  [ "$2" = 0 ] && speed=(--topspeed)
+  nsq "$TX" tcpreplay -i tx0 "${speed[@]}" "$1" >"$WORK/replay.log" 2>&1 || true
+  ACTUAL_PPS=$(awk '/Rated:/ {for (i = 1; i <= NF; i++) if ($i == "pps") print int($(i-1))}' "$WORK/replay.log")
 }
 
-run_trawl() {  # file rate -> packets stored
+# The run_* functions set STORED (no $(...) subshells: lib.sh's exit trap
+# would tear the namespaces down when a subshell exits).
+run_tcpdump() {  # file rate
+  local file=$1 out=$WORK/tcpdump.pcap
+  rm -f "$out"
+  ip netns exec "$AG" tcpdump -i cap0 -B 262144 -s 262144 -w "$out" -Z root >"$WORK/tcpdump.log" 2>&1 &
+  local pid=$!
+  wait_for 10 grep -q "listening on" "$WORK/tcpdump.log" || fail "tcpdump did not start"
+  replay "$file" "$2"
+  sleep 2  # let both tools retire their last ring block (tcpdump: 1 s timeout)
+  kill -INT $pid; wait $pid 2>/dev/null || true
+  STORED=$(count_packets "$out")
+}
+
+run_trawl() {  # file rate
   local file=$1
   rm -rf "$WORK/data" "$WORK/spool"
   start_collector collector --data "$WORK/data" --pki "$WORK/pki" --rotate-every 0
   local port=$PORT
+  # Same kernel buffer as tcpdump -B 262144 (KiB).
   start_bg agent "$AG" "$TRAWL" agent --name bench --collector $COLLECTOR_IP:$port --pki "$WORK/pki" -i cap0 \
-    --spool-dir "$WORK/spool" --spool-size 2GiB --drain-timeout 60s
+    --ring-size 256MiB --spool-dir "$WORK/spool" --spool-size 2GiB --drain-timeout 60s
   wait_for 15 grep -q "connected to" "$WORK/agent.log" || fail "agent did not connect"
-  nsq "$TX" tcpreplay -q -i tx0 --pps="$2" "$file" >/dev/null 2>&1 || true
-  sleep 0.5
+  replay "$file" "$2"
+  sleep 2  # let both tools retire their last ring block (tcpdump: 1 s timeout)
+  AGENT_RSS_KB=$(awk '/^VmHWM:/ {print $2}' /proc/$PID_agent/status)
   stop_pid "$PID_agent"
   stop_pid "$PID_collector"
-  count_packets "$WORK"/data/bench/*.pcapng
+  STORED=$(count_packets "$WORK"/data/bench/*.pcapng)
 }
 
-printf "%-22s %12s %12s %8s\n" workload "tcpdump pps" "trawl pps" ratio
+printf "%-10s %14s %14s %8s %16s\n" workload "tcpdump pps" "trawl pps" ratio "agent peak RSS"
 for wl in 64 512 1500 mixed; do
   best_td=0; best_tr=0
+  max_rss=0
   for rate in $RATES; do
-    n=$((rate * SECS))
+    n=$((rate * SECS)); [ "$rate" = 0 ] && n=$((1000000 * SECS))
     if [ $wl = mixed ]; then
       # Repeat the real capture until it holds n packets.
       base=$PCAPS/mixed/pcapplusplus_example.pcap
@@ -61,11 +75,13 @@ for wl in 64 512 1500 mixed; do
       file=$WORK/gen-$wl.pcap
       "$PCAPGEN" "$file" "$n" "$wl"
     fi
-    td=$(run_tcpdump "$file" "$rate"); tr=$(run_trawl "$file" "$rate")
-    log "workload $wl rate $rate: sent $n, tcpdump $td, trawl $tr"
-    [ "$td" -ge "$n" ] && best_td=$rate
-    [ "$tr" -ge "$n" ] && best_tr=$rate
+    run_tcpdump "$file" "$rate"; td=$STORED; td_pps=$ACTUAL_PPS
+    run_trawl "$file" "$rate"; tr=$STORED; tr_pps=$ACTUAL_PPS
+    [ "$AGENT_RSS_KB" -gt "$max_rss" ] && max_rss=$AGENT_RSS_KB
+    log "workload $wl asked $rate pps: sent $n; tcpdump stored $td at $td_pps pps; trawl stored $tr at $tr_pps pps; agent peak RSS ${AGENT_RSS_KB} KiB"
+    if [ "$td" -ge "$n" ] && [ "$td_pps" -gt "$best_td" ]; then best_td=$td_pps; fi
+    if [ "$tr" -ge "$n" ] && [ "$tr_pps" -gt "$best_tr" ]; then best_tr=$tr_pps; fi
   done
   ratio=$(awk -v a="$best_tr" -v b="$best_td" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", a / b }')
-  printf "%-22s %12s %12s %8s\n" "$wl" "$best_td" "$best_tr" "$ratio"
+  printf "%-10s %14s %14s %8s %13s MiB\n" "$wl" "$best_td" "$best_tr" "$ratio" $((max_rss / 1024))
 done

@@ -25,7 +25,29 @@ Command add_pki_command(CLI::App& app) {
   auto* issue = sub->add_subcommand("issue", "Issue an agent certificate (CN = NAME) signed by DIR's CA");
   issue->add_option("dir", st->dir, "PKI directory")->required();
   issue->add_option("name", st->name, "Agent name")->required();
-  return [st, init]() -> int {
+  auto* revoke = sub->add_subcommand("revoke", "Revoke an agent's certificate (the collector refuses it after a restart)");
+  revoke->add_option("dir", st->dir, "PKI directory")->required();
+  revoke->add_option("name", st->name, "Agent name")->required();
+  auto* reissue = sub->add_subcommand("reissue-collector", "Renew the collector certificate, optionally adding names");
+  reissue->add_option("dir", st->dir, "PKI directory")->required();
+  reissue->add_option("--collector-name", st->extra_names, "Extra DNS name or IP address (repeatable)");
+  return [st, init, revoke, reissue]() -> int {
+    if (revoke->parsed()) {
+      if (auto s = pki::revoke(st->dir, st->name); !s) {
+        spdlog::error("trawl pki revoke: {}", s.error().message());
+        return 1;
+      }
+      spdlog::info("revoked {}; restart the collector to apply {}/ca.crl", st->name, st->dir);
+      return 0;
+    }
+    if (reissue->parsed()) {
+      if (auto s = pki::reissue_collector(st->dir, st->extra_names); !s) {
+        spdlog::error("trawl pki reissue-collector: {}", s.error().message());
+        return 1;
+      }
+      spdlog::info("renewed {}/collector.crt", st->dir);
+      return 0;
+    }
     if (init->parsed()) {
       if (auto s = pki::init(st->dir, st->extra_names); !s) {
         spdlog::error("trawl pki init: {}", s.error().message());

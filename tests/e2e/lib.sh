@@ -27,8 +27,12 @@ fail() {
   exit 1
 }
 
+MAIN_PID=$BASHPID
 cleanup() {
   local rc=$?
+  # Subshells ($(...), pipelines) inherit the trap; only the test's own
+  # shell tears things down.
+  [ "$BASHPID" = "$MAIN_PID" ] || exit $rc
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
   # Under the sanitizer build, any report in any process's log fails the test.
