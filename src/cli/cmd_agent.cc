@@ -104,6 +104,8 @@ Command add_agent_command(CLI::App& app) {
     }
     return ok_status();
   }, "drop-newest");
+  s.flag("spool-fsync", "fdatasync every spooled batch: survives a machine crash, not just a process crash (slower)",
+         [&o](bool b) { o.spool.fsync_each_append = b; });
   s.value("batch-size", "Seal a batch at this many bytes", [&o](std::string_view v) -> Status {
     auto n = parse_size(v);
     if (!n) return std::move(n).error();

@@ -296,6 +296,7 @@ Status Collector::start() {
   std::error_code ec;
   std::filesystem::create_directories(opts_.data_dir, ec);
   if (ec) return Error(fmt::format("creating data directory {}: {}", opts_.data_dir.string(), ec.message()));
+  recover_unsealed();
   auto hp = wire::parse_host_port(opts_.listen);
   if (!hp) return std::move(hp).error().with_context("--listen");
   auto fd = wire::tcp_listen(*hp);
@@ -330,6 +331,33 @@ void Collector::stop() {
   }
   if (listen_fd_ >= 0) close(listen_fd_);
   listen_fd_ = -1;
+}
+
+// Seals what a crash left open, for every agent, before any agent is back:
+// readers should not have to wait for an agent's reconnect to see its data.
+void Collector::recover_unsealed() {
+  std::error_code ec;
+  for (const auto& dir : std::filesystem::directory_iterator(opts_.data_dir, ec)) {
+    if (!dir.is_directory()) continue;
+    bool has_part = false;
+    for (const auto& f : std::filesystem::directory_iterator(dir.path(), ec)) {
+      if (f.path().extension() == ".part") has_part = true;
+    }
+    if (!has_part) continue;
+    std::string agent = dir.path().filename().string();
+    store::SegmentOptions so;
+    so.dir = dir.path();
+    so.agent = agent;
+    so.fsync = opts_.fsync;
+    auto w = store::SegmentWriter::open(so, clock_);
+    if (!w) {
+      spdlog::error("collector: recovering segments of agent {}: {}", agent, w.error().message());
+      continue;
+    }
+    if (auto st = (*w)->close(); !st) {
+      spdlog::error("collector: sealing recovered segment of agent {}: {}", agent, st.error().message());
+    }
+  }
 }
 
 void Collector::accept_loop() {

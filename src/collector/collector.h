@@ -73,6 +73,7 @@ class Collector {
   const CollectorCounters& counters() const { return counters_; }
 
  private:
+  void recover_unsealed();
   void accept_loop();
   void housekeeping_loop();
   void serve(int fd, std::string peer);
