@@ -179,16 +179,10 @@ class Batcher final : public capture::PacketSink {
 };
 
 Result<std::shared_ptr<wire::TlsContext>> load_credentials(const AgentOptions& opts) {
-  if (opts.insecure) return std::shared_ptr<wire::TlsContext>();
-  wire::TlsFiles files;
-  if (!opts.pki_dir.empty()) files = pki::agent_files(opts.pki_dir, opts.name);
-  if (!opts.ca_file.empty()) files.ca = opts.ca_file;
-  if (!opts.cert_file.empty()) files.cert = opts.cert_file;
-  if (!opts.key_file.empty()) files.key = opts.key_file;
-  if (files.ca.empty() || files.cert.empty() || files.key.empty()) {
-    return Error("no credentials: give --pki DIR (or --ca/--cert/--key), or --insecure for a lab");
-  }
-  return wire::tls_client_context(files);
+  if (opts.credentials.insecure) return std::shared_ptr<wire::TlsContext>();
+  auto files = pki::resolve(opts.credentials, opts.name);
+  if (!files) return std::move(files).error();
+  return wire::tls_client_context(*files);
 }
 
 // Creates the spool directory and hands it to the unprivileged user, so

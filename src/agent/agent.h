@@ -11,6 +11,7 @@
 
 #include "agent/spool.h"
 #include "capture/pcap_source.h"
+#include "pki/pki.h"
 #include "core/clock.h"
 #include "core/result.h"
 
@@ -20,11 +21,9 @@ struct AgentOptions {
   std::string name;                     // must match the certificate's name
   std::vector<std::string> collectors;  // HOST:PORT, tried in order, failing over
   capture::CaptureOptions capture;
-  // Credentials: --pki DIR gives DIR/ca.crt and DIR/agents/<name>.{crt,key};
-  // --ca/--cert/--key override single files.
-  std::string pki_dir;
-  std::string ca_file, cert_file, key_file;
-  bool insecure = false;                // plaintext TCP, labs only
+  // --pki DIR gives DIR/ca.crt and DIR/agents/<name>.{crt,key};
+  // --ca/--cert/--key override single files; --insecure: plaintext (labs).
+  pki::Credentials credentials;
   std::string user = "nobody";          // drop root to this user after opening the captures ("" = keep)
   SpoolOptions spool;
   uint64_t batch_max_bytes = 1ull << 20;

@@ -60,23 +60,7 @@ Command add_agent_command(CLI::App& app) {
     p->opts.capture.filter = v;
     return ok_status();
   });
-  s.value("pki", "PKI directory (ca.crt, agents/NAME.crt, agents/NAME.key)", [&o](std::string_view v) -> Status {
-    o.pki_dir = v;
-    return ok_status();
-  });
-  s.value("ca", "CA certificate file (overrides --pki)", [&o](std::string_view v) -> Status {
-    o.ca_file = v;
-    return ok_status();
-  });
-  s.value("cert", "Agent certificate file (overrides --pki)", [&o](std::string_view v) -> Status {
-    o.cert_file = v;
-    return ok_status();
-  });
-  s.value("key", "Agent private key file (overrides --pki)", [&o](std::string_view v) -> Status {
-    o.key_file = v;
-    return ok_status();
-  });
-  s.flag("insecure", "Plaintext TCP without authentication (labs only)", [&o](bool b) { o.insecure = b; });
+  add_credential_options(s, o.credentials, "agents/NAME.crt, agents/NAME.key", "Agent");
   s.value("user", "Drop root to this user after opening the capture (\"\" keeps root)",
           [&o](std::string_view v) -> Status {
             o.user = v;

@@ -30,23 +30,7 @@ Command add_collector_command(CLI::App& app) {
     o.data_dir = std::string(v);
     return ok_status();
   }, "./trawl-data");
-  s.value("pki", "PKI directory (ca.crt, collector.crt, collector.key)", [&o](std::string_view v) -> Status {
-    o.pki_dir = v;
-    return ok_status();
-  });
-  s.value("ca", "CA certificate file (overrides --pki)", [&o](std::string_view v) -> Status {
-    o.ca_file = v;
-    return ok_status();
-  });
-  s.value("cert", "Collector certificate file (overrides --pki)", [&o](std::string_view v) -> Status {
-    o.cert_file = v;
-    return ok_status();
-  });
-  s.value("key", "Collector private key file (overrides --pki)", [&o](std::string_view v) -> Status {
-    o.key_file = v;
-    return ok_status();
-  });
-  s.flag("insecure", "Accept plaintext agents without authentication (labs only)", [&o](bool b) { o.insecure = b; });
+  add_credential_options(s, o.credentials, "collector.crt, collector.key", "Collector");
   s.list("allow-agent", "Only accept these agent names (default: any agent the CA vouches for)",
          [&o](std::string_view v) -> Status {
            o.allow_agents.emplace_back(v);

@@ -1,13 +1,29 @@
 // `trawl pki init DIR` / `trawl pki issue DIR NAME`.
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "pki/pki.h"
 
 namespace trawl::cli {
+
+void add_credential_options(OptionSet& s, pki::Credentials& c, std::string_view pki_files, std::string_view who) {
+  auto text = [](std::string* field) {
+    return [field](std::string_view v) -> Status {
+      *field = v;
+      return ok_status();
+    };
+  };
+  s.value("pki", fmt::format("PKI directory (ca.crt, {})", pki_files), text(&c.pki_dir));
+  s.value("ca", "CA certificate file (overrides --pki)", text(&c.ca_file));
+  s.value("cert", fmt::format("{} certificate file (overrides --pki)", who), text(&c.cert_file));
+  s.value("key", fmt::format("{} private key file (overrides --pki)", who), text(&c.key_file));
+  s.flag("insecure", "Plaintext TCP without authentication (labs only)", [&c](bool b) { c.insecure = b; });
+}
 
 Command add_pki_command(CLI::App& app) {
   auto* sub = app.add_subcommand("pki", "Create the CA, collector and agent credentials for mutual TLS");

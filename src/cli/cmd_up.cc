@@ -138,7 +138,7 @@ Command add_up_command(CLI::App& app) {
     collector::CollectorOptions co;
     co.listen = "127.0.0.1:0";
     co.data_dir = store;
-    co.pki_dir = pki_dir.string();
+    co.credentials.pki_dir = pki_dir.string();
     co.rotate_every_ns = *rot;
     collector::Collector c(co);
     if (auto s = c.start(); !s) {

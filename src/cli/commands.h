@@ -5,6 +5,9 @@
 
 #include <atomic>
 #include <functional>
+#include <string_view>
+
+#include "pki/pki.h"
 
 namespace CLI {
 class App;
@@ -17,6 +20,10 @@ using Command = std::function<int()>;
 // Set by SIGINT/SIGTERM.
 std::atomic<bool>& stop_requested();
 void install_signal_handlers();
+
+class OptionSet;
+// --pki, --ca, --cert, --key, --insecure, shared by agent and collector.
+void add_credential_options(OptionSet& set, pki::Credentials& c, std::string_view pki_files, std::string_view who);
 
 Command add_agent_command(CLI::App& app);
 Command add_collector_command(CLI::App& app);

@@ -280,16 +280,10 @@ Collector::~Collector() { stop(); }
 
 Status Collector::start() {
   wire::ignore_sigpipe();
-  if (!opts_.insecure) {
-    wire::TlsFiles files;
-    if (!opts_.pki_dir.empty()) files = pki::collector_files(opts_.pki_dir);
-    if (!opts_.ca_file.empty()) files.ca = opts_.ca_file;
-    if (!opts_.cert_file.empty()) files.cert = opts_.cert_file;
-    if (!opts_.key_file.empty()) files.key = opts_.key_file;
-    if (files.ca.empty() || files.cert.empty() || files.key.empty()) {
-      return Error("no credentials: give --pki DIR (or --ca/--cert/--key), or --insecure for a lab");
-    }
-    auto ctx = wire::tls_server_context(files);
+  if (!opts_.credentials.insecure) {
+    auto files = pki::resolve(opts_.credentials);
+    if (!files) return std::move(files).error();
+    auto ctx = wire::tls_server_context(*files);
     if (!ctx) return std::move(ctx).error().with_context("loading collector credentials");
     tls_ = *ctx;
   }
@@ -306,7 +300,7 @@ Status Collector::start() {
   if (!port) return std::move(port).error();
   port_ = *port;
   spdlog::info("collector: listening on {}:{} ({}), storing under {}", hp->host.empty() ? "*" : hp->host, port_,
-               opts_.insecure ? "PLAINTEXT, --insecure" : "mutual TLS", opts_.data_dir.string());
+               opts_.credentials.insecure ? "PLAINTEXT, --insecure" : "mutual TLS", opts_.data_dir.string());
   accept_thread_ = std::thread([this] { accept_loop(); });
   housekeeping_thread_ = std::thread([this] { housekeeping_loop(); });
   return ok_status();

@@ -19,6 +19,7 @@
 
 #include "core/clock.h"
 #include "core/result.h"
+#include "pki/pki.h"
 #include "store/segment_writer.h"
 #include "wire/tls.h"
 
@@ -27,9 +28,7 @@ namespace trawl::collector {
 struct CollectorOptions {
   std::string listen = "0.0.0.0:4430";
   std::filesystem::path data_dir = "trawl-data";
-  std::string pki_dir;
-  std::string ca_file, cert_file, key_file;
-  bool insecure = false;
+  pki::Credentials credentials;  // --pki DIR: ca.crt, collector.{crt,key}
   std::vector<std::string> allow_agents;  // empty: any agent with a valid certificate
   uint64_t rotate_bytes = 1ull << 30;
   uint64_t rotate_every_ns = 300ull * 1'000'000'000;

@@ -578,4 +578,16 @@ wire::TlsFiles agent_files(const fs::path& dir, const std::string& name) {
   return f;
 }
 
+Result<wire::TlsFiles> resolve(const Credentials& c, const std::string& agent_name) {
+  wire::TlsFiles files;
+  if (!c.pki_dir.empty()) files = agent_name.empty() ? collector_files(c.pki_dir) : agent_files(c.pki_dir, agent_name);
+  if (!c.ca_file.empty()) files.ca = c.ca_file;
+  if (!c.cert_file.empty()) files.cert = c.cert_file;
+  if (!c.key_file.empty()) files.key = c.key_file;
+  if (files.ca.empty() || files.cert.empty() || files.key.empty()) {
+    return Error("no credentials: give --pki DIR (or --ca/--cert/--key), or --insecure for a lab");
+  }
+  return files;
+}
+
 }  // namespace trawl::pki

@@ -46,6 +46,17 @@ Status revoke(const std::filesystem::path& dir, const std::string& name);
 // Files for the collector's tls_server_context: CA, collector cert and key,
 // and DIR/ca.crl when it exists.
 wire::TlsFiles collector_files(const std::filesystem::path& dir);
+
+// Where a process finds its credentials: a PKI directory in the layout
+// above, and/or single files that override its entries.
+struct Credentials {
+  std::string pki_dir;
+  std::string ca_file, cert_file, key_file;
+  bool insecure = false;  // plaintext, no authentication (labs only)
+};
+// The files to load: the collector's (agent_name empty) or that agent's.
+// Error when something is missing and insecure is not set.
+Result<wire::TlsFiles> resolve(const Credentials& c, const std::string& agent_name = "");
 // Files for an agent's tls_client_context.
 wire::TlsFiles agent_files(const std::filesystem::path& dir, const std::string& name);
 

@@ -220,3 +220,18 @@ missing_report() {
   n=$(missing_of "$1" "$2" "$3" | wc -l)
   [ "$n" = 0 ] || log "missing $n: $(missing_of "$1" "$2" "$3" | missing_ranges | cut -c1-300)"
 }
+
+# stop_and_expect_exact COUNT: stops the agent (it drains) and the collector,
+# then asserts the agent captured COUNT, dropped none, left nothing
+# unacknowledged, and the segments hold sequence numbers 1..COUNT exactly once.
+stop_and_expect_exact() {
+  local count=$1
+  stop_pid "$AGENT_PID"
+  stop_pid "$COLLECTOR_PID"
+  [ "$(agent_final unacked "$AGENT_LOG")" = 0 ] || fail "agent left batches unacknowledged"
+  [ "$(agent_final dropped "$AGENT_LOG")" = 0 ] || fail "agent dropped packets by spool policy"
+  [ "$(agent_final captured "$AGENT_LOG")" = "$count" ] || fail "agent captured $(agent_final captured "$AGENT_LOG") of $count"
+  stored_seqs "$WORK/stored.txt"
+  expect_range "$WORK/stored.txt" 1 "$count"
+  log "sent $count, stored $(wc -l <"$WORK/stored.txt") in ${#SEGS[@]} segments, no duplicates, none missing"
+}

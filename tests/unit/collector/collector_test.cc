@@ -35,7 +35,7 @@ CollectorOptions options(const fs::path& data) {
   CollectorOptions o;
   o.listen = "127.0.0.1:0";
   o.data_dir = data;
-  o.insecure = true;
+  o.credentials.insecure = true;
   o.rotate_every_ns = 0;
   return o;
 }
