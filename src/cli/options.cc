@@ -177,6 +177,7 @@ void OptionSet::attach(CLI::App& app) {
       o->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     } else {
       o = app.add_option(names, d.cli_value, help);
+      o->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // the last one given wins
     }
     d.opt = o;
   }
