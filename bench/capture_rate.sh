@@ -58,7 +58,7 @@ run_trawl() {  # file rate
 }
 
 printf "%-10s %14s %14s %8s %16s\n" workload "tcpdump pps" "trawl pps" ratio "agent peak RSS"
-for wl in 64 512 1500 mixed; do
+for wl in ${WORKLOADS:-64 512 1500 mixed}; do
   best_td=0; best_tr=0
   max_rss=0
   for rate in $RATES; do

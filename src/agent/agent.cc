@@ -64,8 +64,10 @@ class Batcher final : public capture::PacketSink {
   void add_stats(const std::vector<InterfaceStats>& stats, uint64_t wall_ns) {
     if (builder_.empty()) opened_mono_ = now_mono_;
     if (last_drops_.size() < stats.size()) last_drops_.resize(stats.size(), {0, 0});
+    uint64_t kernel_total = 0;
     for (const auto& s : stats) {
       builder_.add_stats(s);
+      kernel_total += s.kernel_drops + s.if_drops;
       auto& [drops, since] = last_drops_[s.iface];
       uint64_t now_drops = s.kernel_drops + s.if_drops;
       if (now_drops > drops) {
@@ -82,6 +84,7 @@ class Batcher final : public capture::PacketSink {
       drops = now_drops;
       since = wall_ns;
     }
+    counters_.packets_dropped_kernel.store(kernel_total, std::memory_order_relaxed);
   }
 
   // Seals the batch into the spool. Returns false on a spool I/O error.
@@ -373,9 +376,11 @@ Status run_agent(const AgentOptions& opts, std::atomic<bool>& stop, AgentCounter
   shared.notify();
   sender_thread.join();
   close(shared.wake_fd);
-  spdlog::info("agent {}: stopped; {} packets captured, {} dropped by spool policy, {} batches unacknowledged in spool",
-               opts.name, counters.packets_captured.load(), counters.packets_dropped_spool.load(),
-               shared.spool->entries());
+  spdlog::info(
+      "agent {}: stopped; {} packets captured, {} dropped by the kernel, {} dropped by spool policy, {} batches "
+      "unacknowledged in spool",
+      opts.name, counters.packets_captured.load(), counters.packets_dropped_kernel.load(),
+      counters.packets_dropped_spool.load(), shared.spool->entries());
   return result;
 }
 

@@ -46,6 +46,7 @@ struct AgentCounters {
   std::atomic<uint64_t> batches_resent{0};
   std::atomic<uint64_t> batches_acked{0};
   std::atomic<uint64_t> packets_dropped_spool{0};
+  std::atomic<uint64_t> packets_dropped_kernel{0};  // ring + NIC drops (pcap_stats), all interfaces
   std::atomic<uint64_t> bytes_dropped_spool{0};
   std::atomic<uint64_t> connects{0};
   std::atomic<uint64_t> connect_failures{0};

@@ -161,7 +161,7 @@ gap_comment_packets() {
 }
 
 # agent_final FIELD LOG: a number from the agent's last "stopped;" line:
-# captured | dropped | unacked.
+# captured | kernel | dropped | unacked.
 agent_final() {
   local line
   line=$(grep "stopped;" "$2" | tail -n 1)
@@ -169,6 +169,7 @@ agent_final() {
   case $1 in
     captured) sed -E 's/.*stopped; ([0-9]+) packets captured.*/\1/' <<<"$line" ;;
     dropped) sed -E 's/.* ([0-9]+) dropped by spool policy.*/\1/' <<<"$line" ;;
+    kernel) sed -E 's/.* ([0-9]+) dropped by the kernel.*/\1/' <<<"$line" ;;
     unacked) sed -E 's/.* ([0-9]+) batches unacknowledged.*/\1/' <<<"$line" ;;
   esac
 }
