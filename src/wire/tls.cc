@@ -235,6 +235,12 @@ Result<std::shared_ptr<TlsContext>> build_context(const TlsFiles& files, bool se
   // Every connection does a full handshake: connections are few and
   // long-lived, and no resumption state means nothing to protect or expire.
   SSL_CTX_set_options(raw, SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);
+  // AES-128-GCM first: as safe for this use and ~30 % cheaper than AES-256
+  // per byte, which matters when every captured byte is encrypted once.
+  if (SSL_CTX_set_ciphersuites(raw, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256") != 1) {
+    return openssl_error("TLS setup: ciphersuites");
+  }
+  if (server) SSL_CTX_set_options(raw, SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_session_cache_mode(raw, SSL_SESS_CACHE_OFF);
   if (server) SSL_CTX_set_num_tickets(raw, 0);
   // NO_AUTO_CHAIN: send the chain file as given, not our CA too (the peer
