@@ -20,6 +20,8 @@
 
 #include "agent/privileges.h"
 #include "agent/sender.h"
+#include "metrics/exposition.h"
+#include "web/http_server.h"
 #include "pki/pki.h"
 #include "wire/frames.h"
 #include "wire/tcp.h"
@@ -296,6 +298,63 @@ Status run_agent(const AgentOptions& opts, std::atomic<bool>& stop, AgentCounter
                opts.name, names, copts.snaplen, copts.filter, opts.spool.dir.string(),
                shared.spool->entries(), geteuid());
 
+  // Per-interface counters as last read from pcap_stats, for /metrics.
+  std::mutex iface_stats_mu;
+  std::vector<InterfaceStats> iface_stats;
+  std::unique_ptr<web::HttpServer> http;
+  metrics::MetricsRegistry registry;
+  if (!opts.metrics_listen.empty()) {
+    registry.add([&](metrics::Exposition& e) {
+      const metrics::Labels a{{"agent", opts.name}};
+      metrics::write_build_info(e, "agent");
+      e.counter("trawl_agent_captured_packets_total", "Packets captured (all interfaces)",
+                counters.packets_captured.load(), a);
+      e.counter("trawl_agent_captured_bytes_total", "Captured bytes (all interfaces)", counters.bytes_captured.load(), a);
+      {
+        std::lock_guard lock(iface_stats_mu);
+        auto per_iface = [&](const char* name, const char* help, auto field) {
+          for (const auto& s : iface_stats) {
+            e.counter(name, help, static_cast<double>(field(s)), {{"agent", opts.name}, {"interface", ifaces[s.iface].name}});
+          }
+        };
+        per_iface("trawl_agent_interface_received_packets_total", "Packets the kernel passed to the capture (pcap_stats ps_recv)",
+                  [](const InterfaceStats& s) { return s.received; });
+        per_iface("trawl_agent_interface_kernel_dropped_packets_total", "Packets dropped because the capture ring was full",
+                  [](const InterfaceStats& s) { return s.kernel_drops; });
+        per_iface("trawl_agent_interface_dropped_packets_total", "Packets dropped by the interface or driver",
+                  [](const InterfaceStats& s) { return s.if_drops; });
+      }
+      e.counter("trawl_agent_spool_dropped_packets_total", "Packets dropped by the spool policy (recorded as gaps)",
+                counters.packets_dropped_spool.load(), a);
+      e.counter("trawl_agent_spool_dropped_bytes_total", "Bytes dropped by the spool policy",
+                counters.bytes_dropped_spool.load(), a);
+      e.counter("trawl_agent_batches_sealed_total", "Batches sealed into the spool", counters.batches_sealed.load(), a);
+      e.counter("trawl_agent_batches_sent_total", "Batches sent (first sends and re-sends)", counters.batches_sent.load(), a);
+      e.counter("trawl_agent_batches_resent_total", "Batches sent again after a reconnect", counters.batches_resent.load(), a);
+      e.counter("trawl_agent_batches_acked_total", "Batches the collector acknowledged as durable",
+                counters.batches_acked.load(), a);
+      e.counter("trawl_agent_connects_total", "Sessions established with a collector", counters.connects.load(), a);
+      e.counter("trawl_agent_connect_failures_total", "Failed connection or TLS attempts",
+                counters.connect_failures.load(), a);
+      std::lock_guard lock(shared.mu);
+      e.gauge("trawl_agent_spool_bytes", "Bytes in the spool on disk", static_cast<double>(shared.spool->bytes()), a);
+      e.gauge("trawl_agent_spool_batches", "Unacknowledged batches in the spool",
+              static_cast<double>(shared.spool->entries()), a);
+      auto oldest = shared.spool->oldest_unacked_first_ts();
+      double age = oldest ? static_cast<double>(clock.wall_ns() - std::min(*oldest, clock.wall_ns())) / 1e9 : 0;
+      e.gauge("trawl_agent_spool_oldest_unacked_age_seconds", "Age of the oldest unacknowledged packet", age, a);
+      e.gauge("trawl_agent_acked_seq", "Highest batch sequence number acknowledged", counters.acked_seq.load(), a);
+    });
+    auto srv = web::HttpServer::start(opts.metrics_listen, [&registry](std::string_view path) {
+      if (path == "/metrics") return web::HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", registry.scrape()};
+      if (path == "/healthz" || path == "/readyz") return web::HttpResponse{200, "text/plain; charset=utf-8", "ok\n"};
+      return web::HttpResponse{404, "text/plain; charset=utf-8", "not found\n"};
+    });
+    if (!srv) return std::move(srv).error().with_context("agent");
+    http = std::move(*srv);
+    spdlog::info("agent {}: metrics on port {} (/metrics, /healthz, /readyz)", opts.name, http->port());
+  }
+
   std::atomic<bool> sender_stop{false};
   Sender sender(opts, *tls, shared, counters, clock);
   std::thread sender_thread([&] { sender.run(sender_stop); });
@@ -325,6 +384,10 @@ Status run_agent(const AgentOptions& opts, std::atomic<bool>& stop, AgentCounter
       uint64_t wall = clock.wall_ns();
       for (auto& s : stats) s.ts_ns = wall;
       batcher.add_stats(stats, wall);
+      if (http) {
+        std::lock_guard lock(iface_stats_mu);
+        iface_stats = stats;
+      }
       next_stats = now + opts.stats_every_ns;
     }
     // 3. seal into the spool

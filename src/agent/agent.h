@@ -35,6 +35,7 @@ struct AgentOptions {
   uint64_t max_in_flight_bytes = 64ull << 20;
   uint64_t drain_timeout_ns = 5'000'000'000;  // on stop, wait this long for acks
   uint64_t max_capture_ns = 0;          // stop after this long (0 = run until stopped)
+  std::string metrics_listen;           // ADDR:PORT for /metrics, /healthz, /readyz ("" = off)
 };
 
 // Counters the agent keeps; read by metrics/status (relaxed atomics).

@@ -124,6 +124,11 @@ Command add_agent_command(CLI::App& app) {
             o.drain_timeout_ns = *n;
             return ok_status();
           }, "5s");
+  s.value("metrics-listen", "Serve /metrics, /healthz and /readyz on ADDR:PORT (off when empty)",
+          [&o](std::string_view v) -> Status {
+            o.metrics_listen = v;
+            return ok_status();
+          });
   s.attach(*sub);
   sub->add_option("bpf", st->filter_words, "BPF filter expression, e.g. `udp port 5060 or sctp`");
 

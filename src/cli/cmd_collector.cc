@@ -67,6 +67,11 @@ Command add_collector_command(CLI::App& app) {
     o.max_connections = *n;
     return ok_status();
   }, "1024");
+  s.value("metrics-listen", "Serve /metrics, /healthz and /readyz (503 when storage is not writable) on ADDR:PORT",
+          [&o](std::string_view v) -> Status {
+            o.metrics_listen = v;
+            return ok_status();
+          });
   s.attach(*sub);
   auto port_file = std::make_shared<std::string>();
   sub->add_option("--port-file", *port_file, "Write the bound port to this file once listening (for scripts)");

@@ -7,6 +7,7 @@
 //   4. group commit: fdatasync at most every group_commit_ns -> ACK
 #include "collector/collector.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -301,6 +302,23 @@ Status Collector::start() {
   port_ = *port;
   spdlog::info("collector: listening on {}:{} ({}), storing under {}", hp->host.empty() ? "*" : hp->host, port_,
                opts_.credentials.insecure ? "PLAINTEXT, --insecure" : "mutual TLS", opts_.data_dir.string());
+  if (!opts_.metrics_listen.empty()) {
+    registry_.add([this](metrics::Exposition& e) { write_metrics(e); });
+    auto srv = web::HttpServer::start(opts_.metrics_listen, [this](std::string_view path) {
+      if (path == "/metrics") {
+        return web::HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", registry_.scrape()};
+      }
+      if (path == "/healthz") return web::HttpResponse{200, "text/plain; charset=utf-8", "ok\n"};
+      if (path == "/readyz") {
+        if (storage_writable()) return web::HttpResponse{200, "text/plain; charset=utf-8", "ok\n"};
+        return web::HttpResponse{503, "text/plain; charset=utf-8", "storage not writable\n"};
+      }
+      return web::HttpResponse{404, "text/plain; charset=utf-8", "not found\n"};
+    });
+    if (!srv) return std::move(srv).error();
+    http_ = std::move(*srv);
+    spdlog::info("collector: metrics on port {} (/metrics, /healthz, /readyz)", http_->port());
+  }
   accept_thread_ = std::thread([this] { accept_loop(); });
   housekeeping_thread_ = std::thread([this] { housekeeping_loop(); });
   return ok_status();
@@ -308,6 +326,7 @@ Status Collector::start() {
 
 void Collector::stop() {
   if (stopping_.exchange(true)) return;
+  http_.reset();
   if (accept_thread_.joinable()) accept_thread_.join();
   {
     std::unique_lock lock(sessions_mu_);
@@ -325,6 +344,53 @@ void Collector::stop() {
   }
   if (listen_fd_ >= 0) close(listen_fd_);
   listen_fd_ = -1;
+}
+
+// Ready means a new file can be created and written in the data directory.
+bool Collector::storage_writable() const {
+  auto probe = opts_.data_dir / ".trawl-ready-probe";
+  int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  bool ok = ::write(fd, "ok", 2) == 2;
+  ::close(fd);
+  ::unlink(probe.c_str());
+  return ok;
+}
+
+void Collector::write_metrics(metrics::Exposition& e) {
+  metrics::write_build_info(e, "collector");
+  const auto& c = counters_;
+  e.counter("trawl_collector_connections_accepted_total", "TCP connections accepted", c.connections_accepted.load());
+  e.counter("trawl_collector_connections_refused_total", "Connections refused (TLS, identity, limits)",
+            c.connections_refused.load());
+  e.counter("trawl_collector_tls_failures_total", "Failed TLS handshakes", c.tls_failures.load());
+  e.counter("trawl_collector_malformed_frames_total", "Connections closed for a malformed or unexpected frame",
+            c.malformed_frames.load());
+  e.counter("trawl_collector_batches_stored_total", "Batches written to segments", c.batches_stored.load());
+  e.counter("trawl_collector_batches_duplicate_total", "Re-sent batches recognised and not stored again",
+            c.batches_duplicate.load());
+  e.counter("trawl_collector_fsyncs_total", "Group-commit fdatasync calls", c.fsyncs.load());
+  e.counter("trawl_collector_storage_errors_total", "Storage failures (the agent's batches stay in its spool)",
+            c.storage_errors.load());
+  e.gauge("trawl_collector_sessions", "Connections being served", static_cast<double>(live_sessions_.load()));
+  std::vector<std::pair<std::string, store::SegmentCounters>> per_agent;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [name, slot] : slots_) {
+      std::lock_guard slot_lock(slot->mu);
+      per_agent.emplace_back(name, slot->writer->counters());
+    }
+  }
+  auto each = [&](const char* name, const char* help, auto field) {
+    for (const auto& [agent, sc] : per_agent) e.counter(name, help, static_cast<double>(field(sc)), {{"agent", agent}});
+  };
+  each("trawl_collector_stored_packets_total", "Packets stored in segments",
+       [](const store::SegmentCounters& s) { return s.packets; });
+  each("trawl_collector_stored_bytes_total", "Packet bytes stored in segments",
+       [](const store::SegmentCounters& s) { return s.bytes; });
+  each("trawl_collector_segments_sealed_total", "Segments sealed", [](const store::SegmentCounters& s) { return s.segments_sealed; });
+  each("trawl_collector_write_errors_total", "Segment write errors (rolled back)",
+       [](const store::SegmentCounters& s) { return s.write_errors; });
 }
 
 // Seals what a crash left open, for every agent, before any agent is back:

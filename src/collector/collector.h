@@ -19,7 +19,9 @@
 
 #include "core/clock.h"
 #include "core/result.h"
+#include "metrics/exposition.h"
 #include "pki/pki.h"
+#include "web/http_server.h"
 #include "store/segment_writer.h"
 #include "wire/tls.h"
 
@@ -36,6 +38,7 @@ struct CollectorOptions {
   uint64_t group_commit_ns = 5'000'000;    // at most one fsync per agent per this interval
   size_t max_connections = 1024;
   int handshake_timeout_ms = 10000;
+  std::string metrics_listen;              // ADDR:PORT for /metrics, /healthz, /readyz ("" = off)
 };
 
 // Cumulative counters (relaxed atomics), read by metrics and tests.
@@ -73,6 +76,8 @@ class Collector {
 
  private:
   void recover_unsealed();
+  void write_metrics(metrics::Exposition& e);
+  bool storage_writable() const;
   void accept_loop();
   void housekeeping_loop();
   void serve(int fd, std::string peer);
@@ -96,6 +101,8 @@ class Collector {
   std::mutex sessions_mu_;
   std::condition_variable sessions_cv_;
   std::atomic<size_t> live_sessions_{0};
+  metrics::MetricsRegistry registry_;
+  std::unique_ptr<web::HttpServer> http_;
 };
 
 }  // namespace trawl::collector
