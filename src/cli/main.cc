@@ -1,6 +1,7 @@
 // trawl: one binary, subcommands. This file only parses flags and hands
 // over to the modules.
 #include <CLI/CLI.hpp>
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/spdlog.h>
 
 #include <csignal>
@@ -16,6 +17,42 @@ std::atomic<bool>& stop_requested() {
 
 namespace {
 void on_signal(int) { stop_requested().store(true); }
+
+// %j: the log message as the inside of a JSON string.
+class JsonMessageFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    for (char c : std::string_view(msg.payload.data(), msg.payload.size())) {
+      switch (c) {
+        case '"': dest.append(std::string_view("\\\"")); break;
+        case '\\': dest.append(std::string_view("\\\\")); break;
+        case '\n': dest.append(std::string_view("\\n")); break;
+        case '\t': dest.append(std::string_view("\\t")); break;
+        default:
+          if (static_cast<unsigned char>(c) < 0x20) {
+            char buf[8];
+            int n = std::snprintf(buf, sizeof buf, "\\u%04x", c);
+            dest.append(std::string_view(buf, static_cast<size_t>(n)));
+          } else {
+            dest.push_back(c);
+          }
+      }
+    }
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<JsonMessageFlag>(); }
+};
+
+// One line per event: human-readable by default, JSON objects with
+// --log-format json (for log shippers).
+void configure_logging(const std::string& format) {
+  if (format == "json") {
+    auto f = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+    f->add_flag<JsonMessageFlag>('j').set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","pid":%P,"msg":"%j"})");
+    spdlog::set_formatter(std::move(f));
+  } else {
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  }
+}
 }  // namespace
 
 void install_signal_handlers() {
@@ -36,6 +73,10 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "trawl " TRAWL_VERSION);
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+  std::string log_format = "text";
+  app.add_option("--log-format", log_format, "text or json (one JSON object per line)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
 
   const std::pair<const char*, Command> commands[] = {
       {"up", add_up_command(app)},
@@ -49,7 +90,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  configure_logging(log_format);
   spdlog::set_level(spdlog::level::from_str(log_level));
   for (const auto& [name, cmd] : commands) {
     if (app.got_subcommand(name)) return cmd();
