@@ -35,7 +35,7 @@ class Batcher final : public capture::PacketSink {
   Batcher(const AgentOptions& opts, std::span<const InterfaceInfo> ifaces, uint64_t spool_id,
           AgentCounters& counters, SharedSpool& shared, const Clock& clock)
       : opts_(opts), ifaces_(ifaces.begin(), ifaces.end()), spool_id_(spool_id), counters_(counters),
-        shared_(shared), clock_(clock) {
+        shared_(shared), clock_(clock), batch_iface_packets_(ifaces_.size(), 0), agent_drops_(ifaces_.size(), 0) {
     builder_.reset(spool_id_, ifaces_);
   }
 
@@ -45,6 +45,7 @@ class Batcher final : public capture::PacketSink {
   void on_packet(uint16_t iface, uint64_t ts_ns, uint32_t orig_len, std::span<const uint8_t> data) override {
     if (builder_.empty()) opened_mono_ = now_mono_;
     builder_.add_packet(iface, ts_ns, orig_len, data);
+    ++batch_iface_packets_[iface];
     counters_.packets_captured.fetch_add(1, std::memory_order_relaxed);
     counters_.bytes_captured.fetch_add(data.size(), std::memory_order_relaxed);
     if (full() && error_.ok()) error_ = seal(shared_, clock_.wall_ns());
@@ -67,7 +68,8 @@ class Batcher final : public capture::PacketSink {
     if (builder_.empty()) opened_mono_ = now_mono_;
     if (last_drops_.size() < stats.size()) last_drops_.resize(stats.size(), {0, 0});
     uint64_t kernel_total = 0;
-    for (const auto& s : stats) {
+    for (auto s : stats) {
+      s.agent_drops = agent_drops_[s.iface];  // so the stored ISB counts spool drops too
       builder_.add_stats(s);
       kernel_total += s.kernel_drops + s.if_drops;
       auto& [drops, since] = last_drops_[s.iface];
@@ -125,7 +127,16 @@ class Batcher final : public capture::PacketSink {
       // packets are lost, and so is any gap record the refused one carried,
       // which is why pending_gap_ is only cleared when a batch is stored.
       record_drop(d);
+      // Per-interface counts for the ISBs: known exactly for the batch just
+      // refused; an evicted older batch's split is not kept, so it is only
+      // attributed when there is a single interface.
+      if (d.seq == meta.seq) {
+        for (size_t i = 0; i < agent_drops_.size(); ++i) agent_drops_[i] += batch_iface_packets_[i];
+      } else if (agent_drops_.size() == 1) {
+        agent_drops_[0] += d.packets;
+      }
     }
+    std::fill(batch_iface_packets_.begin(), batch_iface_packets_.end(), 0);
     shared.notify();
     builder_.reset(spool_id_, ifaces_);
     return ok_status();
@@ -180,7 +191,9 @@ class Batcher final : public capture::PacketSink {
   Gap pending_gap_;
   std::map<uint64_t, Gap> carried_;  // seq -> gap record of a spooled, unacked batch (this run only)
   bool logged_full_ = false;
-  std::vector<std::pair<uint64_t, uint64_t>> last_drops_;  // per iface: drops reported, when
+  std::vector<std::pair<uint64_t, uint64_t>> last_drops_;
+  std::vector<uint64_t> batch_iface_packets_;  // packets per interface in the open batch
+  std::vector<uint64_t> agent_drops_;          // cumulative spool-policy drops per interface  // per iface: drops reported, when
 };
 
 Result<std::shared_ptr<wire::TlsContext>> load_credentials(const AgentOptions& opts) {

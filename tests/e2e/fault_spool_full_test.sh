@@ -87,6 +87,12 @@ round() {  # round POLICY kill|freeze
   [ $((stored + dropped)) = $SENT ] || fail "$r: stored $stored + dropped $dropped != sent $SENT"
   [ "$missing" = "$dropped" ] || fail "$r: $missing seqs missing, agent says $dropped dropped"
   [ "$gaps" = "$dropped" ] || fail "$r: gap records sum to $gaps packets, agent dropped $dropped"
+  # The interface statistics blocks count the spool drops too (the agent's
+  # final statistics are the last ISB stored).
+  local isb
+  isb=$(for s in "${SEGS[@]}"; do grep -aoE "trawl: agent $AGENT dropped [0-9]+ packets on cap0" "$s" || true; done |
+    sed -E 's/.*dropped ([0-9]+) packets.*/\1/' | sort -n | tail -n 1)
+  [ "${isb:-0}" = "$dropped" ] || fail "$r: the last ISB counts ${isb:-0} spool drops, agent dropped $dropped"
   # A gap's comment goes on the next packet stored in the same segment; a
   # gap in a segment's last batch is only the GAP record (docs/storage.md).
   [ "$comments" -gt 0 ] && [ "$comments" -le "$dropped" ] ||
