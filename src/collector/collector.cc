@@ -65,15 +65,16 @@ class Session {
   }
 
  private:
-  Status protocol_error(std::string why) {
+  Status protocol_error(MalformedReason reason, std::string why) {
     c_.counters_.malformed_frames.fetch_add(1);
+    c_.counters_.malformed_by_reason[static_cast<size_t>(reason)].fetch_add(1);
     error_code_ = wire::ErrorCode::kProtocol;
     return Error(std::move(why));
   }
 
   Status on_hello(std::span<const uint8_t> body) {
     auto h = wire::decode_hello(body);
-    if (!h) return protocol_error(h.error().message());
+    if (!h) return protocol_error(MalformedReason::kBadHello, h.error().message());
     if (h->version != wire::kProtocolVersion) {
       error_code_ = wire::ErrorCode::kVersion;
       return Error(fmt::format("agent speaks protocol v{}, this collector v{}", h->version, wire::kProtocolVersion));
@@ -117,9 +118,9 @@ class Session {
 
   Status on_batch(std::span<const uint8_t> body) {
     auto b = wire::BatchView::parse(body);
-    if (!b) return protocol_error(b.error().message());
+    if (!b) return protocol_error(MalformedReason::kBadBatch, b.error().message());
     if (b->seq() <= last_seq_in_session_) {
-      return protocol_error(fmt::format("BATCH seq {} out of order (after {})", b->seq(), last_seq_in_session_));
+      return protocol_error(MalformedReason::kOutOfOrder, fmt::format("BATCH seq {} out of order (after {})", b->seq(), last_seq_in_session_));
     }
     last_seq_in_session_ = b->seq();
     std::lock_guard lock(slot_->mu);
@@ -202,7 +203,7 @@ class Session {
         error_code_ = wire::ErrorCode::kRefused;
         return Error("superseded by a newer connection from the same agent");
       }
-      if (!slot_ && clock.mono_ns() > hello_deadline) return protocol_error("no HELLO within 10 s");
+      if (!slot_ && clock.mono_ns() > hello_deadline) return protocol_error(MalformedReason::kNoHello, "no HELLO within 10 s");
       // 3. receive a burst: until the socket is drained, or 8 MiB / 20 ms.
       uint64_t burst_start = clock.mono_ns();
       size_t burst_bytes = 0;
@@ -223,12 +224,12 @@ class Session {
         burst_bytes += *n;
         for (;;) {
           auto f = in_.next();
-          if (!f) return protocol_error(f.error().message());
+          if (!f) return protocol_error(MalformedReason::kBadHeader, f.error().message());
           if (!f->has_value()) break;
           const auto& frame = **f;
           if (!slot_) {
             if (frame.type != wire::FrameType::kHello) {
-              return protocol_error(fmt::format("expected HELLO, got {}", wire::to_string(frame.type)));
+              return protocol_error(MalformedReason::kUnexpectedFrame, fmt::format("expected HELLO, got {}", wire::to_string(frame.type)));
             }
             TRAWL_TRY(on_hello(frame.body), "HELLO");
             continue;
@@ -245,7 +246,7 @@ class Session {
               return Error(fmt::format("agent reported: {}", e ? e->text : "malformed ERROR"));
             }
             default:
-              return protocol_error(fmt::format("unexpected {} frame", wire::to_string(frame.type)));
+              return protocol_error(MalformedReason::kUnexpectedFrame, fmt::format("unexpected {} frame", wire::to_string(frame.type)));
           }
         }
       }
@@ -274,6 +275,48 @@ class Session {
   bool need_ack_ = false;
   wire::ErrorCode error_code_ = wire::ErrorCode::kProtocol;
 };
+
+std::string_view to_string(MalformedReason r) {
+  switch (r) {
+    case MalformedReason::kBadHeader: return "bad_header";
+    case MalformedReason::kBadHello: return "bad_hello";
+    case MalformedReason::kBadBatch: return "bad_batch";
+    case MalformedReason::kOutOfOrder: return "out_of_order";
+    case MalformedReason::kUnexpectedFrame: return "unexpected_frame";
+    case MalformedReason::kNoHello: return "no_hello";
+    case MalformedReason::kCount: break;
+  }
+  return "unknown";
+}
+
+std::string_view to_string(TlsFailure r) {
+  switch (r) {
+    case TlsFailure::kUntrustedCertificate: return "untrusted_certificate";
+    case TlsFailure::kNoCertificate: return "no_certificate";
+    case TlsFailure::kTimeout: return "timeout";
+    case TlsFailure::kNotTls: return "not_tls";
+    case TlsFailure::kOther: return "other";
+    case TlsFailure::kCount: break;
+  }
+  return "other";
+}
+
+TlsFailure classify_tls_failure(std::string_view m) {
+  auto has = [m](std::string_view s) { return m.find(s) != std::string_view::npos; };
+  if (has("timed out")) return TlsFailure::kTimeout;
+  if (has("certificate verify failed") || has("unknown ca") || has("unsuitable certificate purpose") ||
+      has("certificate revoked") || has("not a valid agent name") || has("bad certificate")) {
+    return TlsFailure::kUntrustedCertificate;
+  }
+  if (has("no client certificate") || has("did not return a certificate") || has("certificate required")) {
+    return TlsFailure::kNoCertificate;
+  }
+  if (has("wrong version number") || has("http request") || has("unexpected eof") || has("packet length too long") ||
+      has("record layer failure")) {
+    return TlsFailure::kNotTls;
+  }
+  return TlsFailure::kOther;
+}
 
 Collector::Collector(CollectorOptions opts, const Clock& clock) : opts_(std::move(opts)), clock_(clock) {}
 
@@ -363,9 +406,14 @@ void Collector::write_metrics(metrics::Exposition& e) {
   e.counter("trawl_collector_connections_accepted_total", "TCP connections accepted", c.connections_accepted.load());
   e.counter("trawl_collector_connections_refused_total", "Connections refused (TLS, identity, limits)",
             c.connections_refused.load());
-  e.counter("trawl_collector_tls_failures_total", "Failed TLS handshakes", c.tls_failures.load());
-  e.counter("trawl_collector_malformed_frames_total", "Connections closed for a malformed or unexpected frame",
-            c.malformed_frames.load());
+  for (size_t i = 0; i < static_cast<size_t>(TlsFailure::kCount); ++i) {
+    e.counter("trawl_collector_tls_failures_total", "Failed TLS handshakes, by reason", c.tls_failures_by_reason[i].load(),
+              {{"reason", std::string(to_string(static_cast<TlsFailure>(i)))}});
+  }
+  for (size_t i = 0; i < static_cast<size_t>(MalformedReason::kCount); ++i) {
+    e.counter("trawl_collector_malformed_frames_total", "Connections closed for a malformed or unexpected frame, by reason",
+              c.malformed_by_reason[i].load(), {{"reason", std::string(to_string(static_cast<MalformedReason>(i)))}});
+  }
   e.counter("trawl_collector_batches_stored_total", "Batches written to segments", c.batches_stored.load());
   e.counter("trawl_collector_batches_duplicate_total", "Re-sent batches recognised and not stored again",
             c.batches_duplicate.load());
@@ -453,6 +501,7 @@ void Collector::serve(int fd, std::string peer) {
     auto c = wire::tls_accept(tls_, fd, peer, opts_.handshake_timeout_ms);
     if (!c) {
       counters_.tls_failures.fetch_add(1);
+      counters_.tls_failures_by_reason[static_cast<size_t>(classify_tls_failure(c.error().message()))].fetch_add(1);
       counters_.connections_refused.fetch_add(1);
       spdlog::warn("collector: refused {}: TLS handshake failed: {}", peer, c.error().message());
       return;

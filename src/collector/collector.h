@@ -41,12 +41,22 @@ struct CollectorOptions {
   std::string metrics_listen;              // ADDR:PORT for /metrics, /healthz, /readyz ("" = off)
 };
 
+// Why a connection was closed for a bad frame (a metrics label).
+enum class MalformedReason : uint8_t { kBadHeader, kBadHello, kBadBatch, kOutOfOrder, kUnexpectedFrame, kNoHello, kCount };
+std::string_view to_string(MalformedReason r);
+// Why a TLS handshake failed (a metrics label), from OpenSSL's reason text.
+enum class TlsFailure : uint8_t { kUntrustedCertificate, kNoCertificate, kTimeout, kNotTls, kOther, kCount };
+std::string_view to_string(TlsFailure r);
+TlsFailure classify_tls_failure(std::string_view message);
+
 // Cumulative counters (relaxed atomics), read by metrics and tests.
 struct CollectorCounters {
   std::atomic<uint64_t> connections_accepted{0};
   std::atomic<uint64_t> connections_refused{0};
   std::atomic<uint64_t> tls_failures{0};
   std::atomic<uint64_t> malformed_frames{0};
+  std::atomic<uint64_t> malformed_by_reason[static_cast<size_t>(MalformedReason::kCount)] = {};
+  std::atomic<uint64_t> tls_failures_by_reason[static_cast<size_t>(TlsFailure::kCount)] = {};
   std::atomic<uint64_t> batches_stored{0};
   std::atomic<uint64_t> batches_duplicate{0};
   std::atomic<uint64_t> packets_stored{0};

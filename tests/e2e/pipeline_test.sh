@@ -21,7 +21,8 @@ log "credentials"
 "$TRAWL" pki init "$WORK/rogue" 2>/dev/null
 "$TRAWL" pki issue "$WORK/rogue" edge1 2>/dev/null
 
-start_collector collector --data "$WORK/data" --pki "$WORK/pki" --rotate-size 256KiB --rotate-every 0
+start_collector collector --data "$WORK/data" --pki "$WORK/pki" --rotate-size 256KiB --rotate-every 0 \
+  --metrics-listen 127.0.0.1:0
 log "collector on port $PORT"
 
 start_agent() {  # start_agent NAME IFACE PKI
@@ -53,6 +54,13 @@ head -c 65536 /dev/urandom | nsq "$AG" timeout 10 openssl s_client -quiet -conne
 wait $R1 || fail "tcpreplay 1 failed: $(cat "$WORK/replay1.log")"
 wait $R2 || fail "tcpreplay 2 failed: $(cat "$WORK/replay2.log")"
 wait_for 10 grep -q "bad frame magic" "$WORK/collector.log" || fail "garbage inside TLS was not reported"
+# The refusals are counted by reason.
+MPORT=$(sed -nE 's/.*metrics on port ([0-9]+).*/\1/p' "$WORK/collector.log" | head -n 1)
+nsq "$CO" curl -fsS "http://127.0.0.1:$MPORT/metrics" >"$WORK/collector.metrics" || fail "collector /metrics"
+metric() { awk -v k="$1" '$1 == k {print $2}' "$WORK/collector.metrics"; }
+[ "$(metric 'trawl_collector_tls_failures_total{reason="untrusted_certificate"}')" -ge 1 ] || fail "rogue agent not counted: $(grep tls_failures "$WORK/collector.metrics")"
+[ "$(metric 'trawl_collector_tls_failures_total{reason="not_tls"}')" -ge 1 ] || fail "random bytes not counted: $(grep tls_failures "$WORK/collector.metrics")"
+[ "$(metric 'trawl_collector_malformed_frames_total{reason="bad_header"}')" -ge 1 ] || fail "garbage frames not counted: $(grep malformed "$WORK/collector.metrics")"
 
 log "stopping agents (they drain their spools) and the collector (it seals)"
 stop_pid "$PID_edge1"

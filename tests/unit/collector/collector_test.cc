@@ -275,3 +275,22 @@ TEST(CollectorDedupe, ANewSpoolIdStartsANewSequenceSpace) {
 
 }  // namespace
 }  // namespace trawl::collector
+
+namespace trawl::collector {
+namespace {
+
+TEST(TlsFailureReason, ClassifiesOpenSslMessages) {
+  EXPECT_EQ(classify_tls_failure("TLS handshake with 10.0.0.1:5: peer sent alert: tlsv1 alert unknown ca"),
+            TlsFailure::kUntrustedCertificate);
+  EXPECT_EQ(classify_tls_failure("TLS handshake with x: certificate verify failed: unable to get local issuer certificate"),
+            TlsFailure::kUntrustedCertificate);
+  EXPECT_EQ(classify_tls_failure("TLS handshake with x: peer did not return a certificate"), TlsFailure::kNoCertificate);
+  EXPECT_EQ(classify_tls_failure("TLS handshake with x: wrong version number"), TlsFailure::kNotTls);
+  EXPECT_EQ(classify_tls_failure("TLS handshake with x: handshake timed out"), TlsFailure::kTimeout);
+  EXPECT_EQ(classify_tls_failure("something new"), TlsFailure::kOther);
+  EXPECT_EQ(to_string(TlsFailure::kNotTls), "not_tls");
+  EXPECT_EQ(to_string(MalformedReason::kOutOfOrder), "out_of_order");
+}
+
+}  // namespace
+}  // namespace trawl::collector
