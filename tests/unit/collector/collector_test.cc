@@ -161,19 +161,22 @@ std::vector<uint64_t> iota(uint64_t from, uint64_t to) {
   return v;
 }
 
+// A collector that stores batches 1..3 of kSpool, then stops cleanly.
+void store_first_three(const fs::path& data) {
+  Collector c(options(data));
+  ASSERT_TRUE(c.start().ok());
+  FakeAgent a(c.port());
+  EXPECT_EQ(a.hello(kSpool, 0), 0u);
+  for (uint64_t s = 1; s <= 3; ++s) a.batch(kSpool, s);
+  a.wait_ack(3);
+  a.close();
+  c.stop();
+  EXPECT_EQ(c.counters().batches_stored.load(), 3u);
+}
+
 TEST(CollectorDedupe, ResentBatchesAfterACleanRestartAreAckedNotStored) {
   TempDir tmp;
-  {
-    Collector c(options(tmp.path()));
-    ASSERT_TRUE(c.start().ok());
-    FakeAgent a(c.port());
-    EXPECT_EQ(a.hello(kSpool, 0), 0u);
-    for (uint64_t s = 1; s <= 3; ++s) a.batch(kSpool, s);
-    a.wait_ack(3);
-    a.close();
-    c.stop();
-    EXPECT_EQ(c.counters().batches_stored.load(), 3u);
-  }
+  store_first_three(tmp.path());
   Collector c(options(tmp.path()));
   ASSERT_TRUE(c.start().ok());
   FakeAgent a(c.port());
@@ -249,16 +252,7 @@ TEST(CollectorDedupe, ResentBatchesAfterKill9AreAckedNotStored) {
 
 TEST(CollectorDedupe, ANewSpoolIdStartsANewSequenceSpace) {
   TempDir tmp;
-  {
-    Collector c(options(tmp.path()));
-    ASSERT_TRUE(c.start().ok());
-    FakeAgent a(c.port());
-    EXPECT_EQ(a.hello(kSpool, 0), 0u);
-    for (uint64_t s = 1; s <= 3; ++s) a.batch(kSpool, s);
-    a.wait_ack(3);
-    a.close();
-    c.stop();
-  }
+  store_first_three(tmp.path());
   Collector c(options(tmp.path()));
   ASSERT_TRUE(c.start().ok());
   FakeAgent a(c.port());
