@@ -454,6 +454,7 @@ Status SegmentWriter::seal_segment() {
     ++counters_.write_errors;
     return std::move(st).error().with_context("sealing " + label);
   }
+  if (opts_.on_sealed) opts_.on_sealed(final_path_);
   return ok_status();
 }
 

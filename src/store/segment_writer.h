@@ -31,6 +31,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -54,6 +55,9 @@ struct SegmentOptions {
   // fdatasync (not crash-safe; for "ack after write" setups). Sealing still
   // fsyncs.
   bool fsync = true;
+  // Called (on the writer's thread) after a segment has been sealed and
+  // renamed to its final name. Must not call back into the writer.
+  std::function<void(const std::filesystem::path& sealed)> on_sealed;
 };
 
 // Cumulative since open(). packets/bytes count stored packets and their
