@@ -8,7 +8,7 @@ PKGS="build-essential cmake ninja-build pkg-config git
   libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libcap-dev libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
-  tshark tcpdump tcpreplay netsniff-ng wireshark-common zstd prometheus curl perl
+  tshark tcpdump tcpreplay netsniff-ng wireshark-common zstd prometheus curl perl jq
   iproute2 iputils-ping procps psmisc openssl ca-certificates"
 missing=""
 for p in $PKGS; do

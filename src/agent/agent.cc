@@ -43,6 +43,11 @@ class Batcher final : public capture::PacketSink {
   // full batch is sealed right here, so batches never outgrow their limits
   // however many packets one dispatch delivers.
   void on_packet(uint16_t iface, uint64_t ts_ns, uint32_t orig_len, std::span<const uint8_t> data) override {
+    // A batch never spans a wall-clock minute (by packet time), so that the
+    // collector's per-minute ledger can place every batch, and the gap
+    // record of a dropped one, in exactly one minute.
+    if (ts_ns >= minute_end_ns_ && builder_.packets() > 0 && error_.ok()) error_ = seal(shared_, clock_.wall_ns());
+    if (builder_.packets() == 0) minute_end_ns_ = (ts_ns / kMinuteNs + 1) * kMinuteNs;
     if (builder_.empty()) opened_mono_ = now_mono_;
     builder_.add_packet(iface, ts_ns, orig_len, data);
     ++batch_iface_packets_[iface];
@@ -91,10 +96,16 @@ class Batcher final : public capture::PacketSink {
     counters_.packets_dropped_kernel.store(kernel_total, std::memory_order_relaxed);
   }
 
+  // The agent's spool, reported once a second with the stats.
+  void add_spool_status(const SpoolStatus& s) {
+    if (builder_.empty()) opened_mono_ = now_mono_;
+    builder_.add_spool_status(s);
+  }
+
   // Seals the batch into the spool. Returns false on a spool I/O error.
   Status seal(SharedSpool& shared, uint64_t wall_ns) {
     if (builder_.empty()) return ok_status();
-    if (pending_gap_.packets > 0) builder_.add_gap(pending_gap_);
+    for (const auto& [minute, g] : pending_gaps_) builder_.add_gap(g);
     EntryMeta meta;
     meta.packets = builder_.packets();
     meta.packet_bytes = builder_.packet_bytes();
@@ -112,20 +123,21 @@ class Batcher final : public capture::PacketSink {
     }
     if (!out) return std::move(out).error().with_context("spooling batch");
     counters_.batches_sealed.fetch_add(1, std::memory_order_relaxed);
-    bool carried_gap = pending_gap_.packets > 0;
+    bool carried_gap = !pending_gaps_.empty();
     // Forget the gaps of batches the collector has acknowledged.
     uint64_t acked = counters_.acked_seq.load(std::memory_order_relaxed);
     carried_.erase(carried_.begin(), carried_.upper_bound(acked));
     if (out->stored && carried_gap) {
       // Remembered until acked: drop-oldest may evict this batch, and its gap
       // record with it, before it is delivered.
-      carried_[meta.seq] = pending_gap_;
-      pending_gap_ = Gap{};
+      auto& carried = carried_[meta.seq];
+      for (const auto& [minute, g] : pending_gaps_) carried.push_back(g);
+      pending_gaps_.clear();
     }
     for (const auto& d : out->dropped) {
       // The refused batch (drop-newest) or evicted ones (drop-oldest): their
       // packets are lost, and so is any gap record the refused one carried,
-      // which is why pending_gap_ is only cleared when a batch is stored.
+      // which is why pending_gaps_ are only cleared when a batch is stored.
       record_drop(d);
       // Per-interface counts for the ISBs: known exactly for the batch just
       // refused; an evicted older batch's split is not kept, so it is only
@@ -148,7 +160,7 @@ class Batcher final : public capture::PacketSink {
     // (already counted) moves into the pending gap, so the stored gap
     // records always add up to packets_dropped_spool.
     if (auto it = carried_.find(d.seq); it != carried_.end()) {
-      add_to_pending_gap(it->second.packets, it->second.bytes, it->second.from_ns, it->second.to_ns);
+      for (const Gap& g : it->second) add_to_pending_gap(g.packets, g.bytes, g.from_ns, g.to_ns);
       carried_.erase(it);
     }
     if (d.packets == 0) return;
@@ -162,9 +174,11 @@ class Batcher final : public capture::PacketSink {
     }
   }
 
+  // One pending gap per minute: dropped batches never span a minute, so
+  // neither does a gap record.
   void add_to_pending_gap(uint64_t packets, uint64_t bytes, uint64_t from_ns, uint64_t to_ns) {
     if (packets == 0) return;
-    Gap& g = pending_gap_;
+    Gap& g = pending_gaps_[from_ns / kMinuteNs];
     if (g.packets == 0) {
       g.iface = 0xffff;
       g.reason = GapReason::kSpoolFull;
@@ -188,13 +202,25 @@ class Batcher final : public capture::PacketSink {
   wire::BatchBuilder builder_{2 << 20};
   uint64_t now_mono_ = 0;
   uint64_t opened_mono_ = 0;
-  Gap pending_gap_;
-  std::map<uint64_t, Gap> carried_;  // seq -> gap record of a spooled, unacked batch (this run only)
+  static constexpr uint64_t kMinuteNs = 60'000'000'000ull;
+  uint64_t minute_end_ns_ = 0;                 // the open batch's packets are before this
+  std::map<uint64_t, Gap> pending_gaps_;       // minute -> spool-full gap not yet in a stored batch
+  std::map<uint64_t, std::vector<Gap>> carried_;  // seq -> gap records of a spooled, unacked batch (this run only)
   bool logged_full_ = false;
   std::vector<std::pair<uint64_t, uint64_t>> last_drops_;
   std::vector<uint64_t> batch_iface_packets_;  // packets per interface in the open batch
   std::vector<uint64_t> agent_drops_;          // cumulative spool-policy drops per interface  // per iface: drops reported, when
 };
+
+SpoolStatus spool_status(SharedSpool& shared, uint64_t wall_ns) {
+  SpoolStatus st;
+  st.ts_ns = wall_ns;
+  std::lock_guard lock(shared.mu);
+  st.bytes = shared.spool->bytes();
+  st.batches = shared.spool->entries();
+  st.oldest_unacked_ns = shared.spool->oldest_unacked_first_ts().value_or(0);
+  return st;
+}
 
 Result<std::shared_ptr<wire::TlsContext>> load_credentials(const AgentOptions& opts) {
   if (opts.credentials.insecure) return std::shared_ptr<wire::TlsContext>();
@@ -358,7 +384,8 @@ Status run_agent(const AgentOptions& opts, std::atomic<bool>& stop, AgentCounter
       e.gauge("trawl_agent_spool_oldest_unacked_age_seconds", "Age of the oldest unacknowledged packet", age, a);
       e.gauge("trawl_agent_acked_seq", "Highest batch sequence number acknowledged", counters.acked_seq.load(), a);
     });
-    auto srv = web::HttpServer::start(opts.metrics_listen, [&registry](std::string_view path) {
+    auto srv = web::HttpServer::start(opts.metrics_listen, [&registry](std::string_view target) {
+      std::string_view path = web::path_of(target);
       if (path == "/metrics") return web::HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", registry.scrape()};
       if (path == "/healthz" || path == "/readyz") return web::HttpResponse{200, "text/plain; charset=utf-8", "ok\n"};
       return web::HttpResponse{404, "text/plain; charset=utf-8", "not found\n"};
@@ -397,6 +424,7 @@ Status run_agent(const AgentOptions& opts, std::atomic<bool>& stop, AgentCounter
       uint64_t wall = clock.wall_ns();
       for (auto& s : stats) s.ts_ns = wall;
       batcher.add_stats(stats, wall);
+      batcher.add_spool_status(spool_status(shared, wall));
       if (http) {
         std::lock_guard lock(iface_stats_mu);
         iface_stats = stats;
@@ -436,6 +464,7 @@ Status run_agent(const AgentOptions& opts, std::atomic<bool>& stop, AgentCounter
     uint64_t wall = clock.wall_ns();
     for (auto& s : stats) s.ts_ns = wall;
     batcher.add_stats(stats, wall);
+    batcher.add_spool_status(spool_status(shared, wall));
     if (auto s = batcher.seal(shared, clock.wall_ns()); !s) result = std::move(s);
   }
   // Give the sender a bounded time to get the spool acknowledged; whatever

@@ -67,11 +67,46 @@ Command add_collector_command(CLI::App& app) {
     o.max_connections = *n;
     return ok_status();
   }, "1024");
-  s.value("metrics-listen", "Serve /metrics, /healthz and /readyz (503 when storage is not writable) on ADDR:PORT",
+  s.value("metrics-listen", "Serve /metrics, /healthz, /readyz (503 when storage is not writable) and the /api/v1 JSON API on ADDR:PORT",
           [&o](std::string_view v) -> Status {
             o.metrics_listen = v;
             return ok_status();
           });
+  s.value("retain-per-agent", "Delete an agent's oldest sealed segments beyond this many bytes (0 = no cap)",
+          [&o](std::string_view v) -> Status {
+            auto n = parse_size(v);
+            if (!n) return std::move(n).error();
+            o.retain_bytes_per_agent = *n;
+            return ok_status();
+          }, "0");
+  s.value("retain-total", "Delete the oldest sealed segments of all agents beyond this many bytes (0 = no cap)",
+          [&o](std::string_view v) -> Status {
+            auto n = parse_size(v);
+            if (!n) return std::move(n).error();
+            o.retain_bytes_total = *n;
+            return ok_status();
+          }, "0");
+  s.value("retain-age", "Delete sealed segments older than this (e.g. 7d; 0 = keep)", [&o](std::string_view v) -> Status {
+    auto n = parse_duration_ns(v);
+    if (!n) return std::move(n).error();
+    o.retain_age_ns = *n;
+    return ok_status();
+  }, "0");
+  s.value("min-free", "Keep this much of the data file system free, deleting the oldest segments (SIZE or N%)",
+          [&o](std::string_view v) -> Status {
+            if (!v.empty() && v.back() == '%') {
+              auto n = parse_uint(v.substr(0, v.size() - 1), 99);
+              if (!n) return std::move(n).error();
+              o.min_free_percent = static_cast<double>(*n);
+              o.min_free_bytes = 0;
+              return ok_status();
+            }
+            auto n = parse_size(v);
+            if (!n) return std::move(n).error();
+            o.min_free_bytes = *n;
+            o.min_free_percent = 0;
+            return ok_status();
+          }, "5%");
   s.attach(*sub);
   auto port_file = std::make_shared<std::string>();
   sub->add_option("--port-file", *port_file, "Write the bound port to this file once listening (for scripts)");

@@ -83,6 +83,8 @@ int main(int argc, char** argv) {
       {"agent", add_agent_command(app)},
       {"collector", add_collector_command(app)},
       {"pki", add_pki_command(app)},
+      {"coverage", add_coverage_command(app)},
+      {"status", add_status_command(app)},
   };
 
   try {

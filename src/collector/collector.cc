@@ -4,7 +4,8 @@
 //   2. HELLO -> storage slot (taking over from a stale connection) -> WELCOME
 //   3. receive -> verify (BatchView::parse) -> dedupe (spool id, seq)
 //      -> writer.append (begin_batch / packet / end_batch; may rotate)
-//   4. group commit: fdatasync at most every group_commit_ns -> ACK
+//      -> ledger (per-minute completeness counts)
+//   4. group commit: fdatasync at most every group_commit_ns -> ledger -> ACK
 #include "collector/collector.h"
 
 #include <fcntl.h>
@@ -16,7 +17,11 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <nlohmann/json.hpp>
+
+#include "core/time_parse.h"
 #include "pki/pki.h"
+#include "store/segment_name.h"
 #include "wire/frames.h"
 #include "wire/tcp.h"
 
@@ -49,7 +54,16 @@ class Session {
       // Make what we appended durable even if we are not going to ack it:
       // the agent will resend and the dedupe will recognise it.
       std::lock_guard lock(slot_->mu);
-      if (slot_->writer) (void)slot_->writer->sync();
+      if (slot_->writer->sync().ok()) {
+        c_.ledger_commit(*slot_, agent_, true);
+      } else {
+        slot_->ledger->rollback();
+      }
+      if (slot_->generation.load() == generation_) {
+        slot_->connected = false;
+        slot_->connected_since_ns = c_.clock_.wall_ns();
+        slot_->disconnect_reason = s.ok() ? "agent closed the connection" : s.error().message();
+      }
     }
     if (!s.ok()) {
       // Tell the peer why, best effort, then close.
@@ -107,6 +121,10 @@ class Session {
     {
       std::lock_guard lock(slot_->mu);
       slot_->host = h->hostname;
+      slot_->connected = true;
+      slot_->peer = conn_->peer_address();
+      slot_->connected_since_ns = c_.clock_.wall_ns();
+      slot_->disconnect_reason.clear();
       TRAWL_TRY(slot_->writer->sync(), "syncing before WELCOME");
       if (slot_->writer->spool_id() == h->spool_id) w.durable_seq = slot_->writer->last_seq();
     }
@@ -134,21 +152,60 @@ class Session {
       spdlog::info("collector: agent {} starts a new sequence space (spool id {:016x}, was {:016x})", agent_,
                    b->spool_id(), w.spool_id());
     }
+    auto& ledger = *slot_->ledger;
+    auto& slot = *slot_;
+    uint64_t t0 = c_.clock_.mono_ns();
     Status s = w.begin_batch(b->spool_id(), b->seq(), b->interfaces());
-    if (!s) return storage_error(std::move(s));
-    b->for_each([&](const PacketView& p) { w.packet(p); }, [&](const InterfaceStats& st) { w.stats(st); },
-                [&](const Gap& g) {
-                  spdlog::warn("collector: agent {} reports a gap: {} packets, {} bytes lost ({})", agent_,
-                               g.packets, g.bytes, to_string(g.reason));
-                  w.gap(g);
-                });
+    if (!s) {
+      ledger.rollback();
+      return storage_error(std::move(s));
+    }
+    ledger.begin_batch(b->interfaces());
+    uint64_t newest = slot.newest_packet_ns;
+    b->for_each(
+        [&](const PacketView& p) {
+          w.packet(p);
+          ledger.packet(p.iface, p.ts_ns, static_cast<uint32_t>(p.data.size()));
+          newest = std::max(newest, p.ts_ns);
+        },
+        [&](const InterfaceStats& st) {
+          w.stats(st);
+          ledger.stats(st);
+          note_stats(b->interfaces(), st);
+        },
+        [&](const Gap& g) {
+          spdlog::warn("collector: agent {} reports a gap: {} packets, {} bytes lost ({})", agent_,
+                       g.packets, g.bytes, to_string(g.reason));
+          w.gap(g);
+          ledger.gap(g);
+        },
+        [&](const SpoolStatus& sp) { slot.spool = sp; });
+    ledger.end_batch();
     s = w.end_batch();
-    if (!s) return storage_error(std::move(s));
+    if (!s) {
+      ledger.rollback();
+      return storage_error(std::move(s));
+    }
+    slot.newest_packet_ns = newest;
+    slot.last_batch_wall_ns = c_.clock_.wall_ns();
+    slot.write_latency.observe(c_.clock_.mono_ns() - t0);
     c_.counters_.batches_stored.fetch_add(1, std::memory_order_relaxed);
     c_.counters_.packets_stored.fetch_add(b->packets(), std::memory_order_relaxed);
     c_.counters_.bytes_stored.fetch_add(b->packet_bytes(), std::memory_order_relaxed);
     need_ack_ = true;
     return ok_status();
+  }
+
+  // Keeps the last cumulative STATS per interface for `trawl status`.
+  void note_stats(const std::vector<InterfaceInfo>& ifaces, const InterfaceStats& st) {
+    const std::string& name = ifaces[st.iface].name;
+    auto& names = slot_->iface_names;
+    size_t i = std::find(names.begin(), names.end(), name) - names.begin();
+    if (i == names.size()) {
+      names.push_back(name);
+      slot_->iface_stats.emplace_back();
+    }
+    slot_->iface_stats[i] = st;
   }
 
   Status storage_error(Status s) {
@@ -166,9 +223,15 @@ class Session {
       std::lock_guard lock(slot_->mu);
       // With --no-fsync the writer's sync() writes without fdatasync; it
       // still has to run, so an acked batch is never rolled back.
+      uint64_t t0 = c_.clock_.mono_ns();
       Status s = slot_->writer->sync();
-      if (!s) return storage_error(std::move(s));
+      if (!s) {
+        slot_->ledger->rollback();
+        return storage_error(std::move(s));
+      }
+      slot_->sync_latency.observe(c_.clock_.mono_ns() - t0);
       if (c_.opts_.fsync) c_.counters_.fsyncs.fetch_add(1, std::memory_order_relaxed);
+      c_.ledger_commit(*slot_, agent_, false);
       seq = slot_->writer->last_seq();
     }
     last_commit_ = now;
@@ -323,6 +386,7 @@ Collector::Collector(CollectorOptions opts, const Clock& clock) : opts_(std::mov
 Collector::~Collector() { stop(); }
 
 Status Collector::start() {
+  started_wall_ns_ = clock_.wall_ns();
   wire::ignore_sigpipe();
   if (!opts_.credentials.insecure) {
     auto files = pki::resolve(opts_.credentials);
@@ -347,7 +411,10 @@ Status Collector::start() {
                opts_.credentials.insecure ? "PLAINTEXT, --insecure" : "mutual TLS", opts_.data_dir.string());
   if (!opts_.metrics_listen.empty()) {
     registry_.add([this](metrics::Exposition& e) { write_metrics(e); });
-    auto srv = web::HttpServer::start(opts_.metrics_listen, [this](std::string_view path) {
+    auto srv = web::HttpServer::start(opts_.metrics_listen, [this](std::string_view target) {
+      std::string_view path = web::path_of(target);
+      if (path == "/api/v1/agents") return api_agents();
+      if (path == "/api/v1/coverage") return api_coverage(target);
       if (path == "/metrics") {
         return web::HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", registry_.scrape()};
       }
@@ -421,24 +488,61 @@ void Collector::write_metrics(metrics::Exposition& e) {
   e.counter("trawl_collector_storage_errors_total", "Storage failures (the agent's batches stay in its spool)",
             c.storage_errors.load());
   e.gauge("trawl_collector_sessions", "Connections being served", static_cast<double>(live_sessions_.load()));
-  std::vector<std::pair<std::string, store::SegmentCounters>> per_agent;
+  for (size_t i = 0; i < static_cast<size_t>(EvictionReason::kCount); ++i) {
+    e.counter("trawl_collector_retention_evictions_total", "Segments deleted by retention, by reason",
+              c.evictions[i].load(), {{"reason", std::string(to_string(static_cast<EvictionReason>(i)))}});
+  }
+  e.counter("trawl_collector_retention_evicted_bytes_total", "Bytes deleted by retention", c.evicted_bytes.load());
+  e.counter("trawl_collector_ledger_errors_total", "Failed completeness-ledger writes (retried)", c.ledger_errors.load());
+  e.gauge("trawl_collector_disk_free_bytes", "Free bytes on the data file system (at the last retention pass)",
+          static_cast<double>(disk_free_bytes_.load()));
+  struct AgentView {
+    std::string name;
+    store::SegmentCounters sc;
+    bool connected;
+    uint64_t disk_bytes, segments, newest_ns, spool_bytes;
+    const AgentSlot* slot;  // for the lock-free histograms; slots are never removed
+  };
+  std::vector<AgentView> per_agent;
   {
     std::lock_guard lock(mu_);
     for (auto& [name, slot] : slots_) {
       std::lock_guard slot_lock(slot->mu);
-      per_agent.emplace_back(name, slot->writer->counters());
+      per_agent.push_back({name, slot->writer->counters(), slot->connected, slot->disk_bytes, slot->segments,
+                           slot->newest_packet_ns, slot->spool.bytes, slot.get()});
     }
   }
   auto each = [&](const char* name, const char* help, auto field) {
-    for (const auto& [agent, sc] : per_agent) e.counter(name, help, static_cast<double>(field(sc)), {{"agent", agent}});
+    for (const auto& a : per_agent) e.counter(name, help, static_cast<double>(field(a)), {{"agent", a.name}});
   };
-  each("trawl_collector_stored_packets_total", "Packets stored in segments",
-       [](const store::SegmentCounters& s) { return s.packets; });
-  each("trawl_collector_stored_bytes_total", "Packet bytes stored in segments",
-       [](const store::SegmentCounters& s) { return s.bytes; });
-  each("trawl_collector_segments_sealed_total", "Segments sealed", [](const store::SegmentCounters& s) { return s.segments_sealed; });
+  auto each_gauge = [&](const char* name, const char* help, auto field) {
+    for (const auto& a : per_agent) e.gauge(name, help, static_cast<double>(field(a)), {{"agent", a.name}});
+  };
+  each("trawl_collector_stored_packets_total", "Packets stored in segments", [](const AgentView& a) { return a.sc.packets; });
+  each("trawl_collector_stored_bytes_total", "Packet bytes stored in segments", [](const AgentView& a) { return a.sc.bytes; });
+  each("trawl_collector_segments_sealed_total", "Segments sealed", [](const AgentView& a) { return a.sc.segments_sealed; });
   each("trawl_collector_write_errors_total", "Segment write errors (rolled back)",
-       [](const store::SegmentCounters& s) { return s.write_errors; });
+       [](const AgentView& a) { return a.sc.write_errors; });
+  each_gauge("trawl_collector_agent_connected", "1 while the agent has a live connection",
+             [](const AgentView& a) { return a.connected ? 1 : 0; });
+  each_gauge("trawl_collector_disk_bytes", "Bytes in the agent's data directory (segments, indexes, ledger)",
+             [](const AgentView& a) { return a.disk_bytes; });
+  each_gauge("trawl_collector_segments", "Sealed segments on disk", [](const AgentView& a) { return a.segments; });
+  each_gauge("trawl_collector_agent_spool_bytes", "The agent's spool as it last reported it",
+             [](const AgentView& a) { return a.spool_bytes; });
+  uint64_t now = clock_.wall_ns();
+  each_gauge("trawl_collector_newest_packet_age_seconds", "Now minus the newest stored packet's timestamp (lag)",
+             [now](const AgentView& a) {
+               return a.newest_ns ? static_cast<double>(now - std::min(now, a.newest_ns)) / 1e9 : 0.0;
+             });
+  for (const auto& a : per_agent) {
+    e.histogram("trawl_collector_write_latency_seconds", "Time to append one batch to its segment",
+                a.slot->write_latency, {{"agent", a.name}});
+  }
+  for (const auto& a : per_agent) {
+    e.histogram("trawl_collector_fsync_latency_seconds", "Group commit: writing out and fdatasync of a segment",
+                a.slot->sync_latency, {{"agent", a.name}});
+  }
 }
 
 // Seals what a crash left open, for every agent, before any agent is back:
@@ -526,9 +630,26 @@ Result<std::shared_ptr<AgentSlot>> Collector::slot_for(const std::string& agent,
   so.fsync = opts_.fsync;
   auto w = store::SegmentWriter::open(so, clock_);
   if (!w) return std::move(w).error().with_context("opening storage for agent " + agent);
+  auto ledger = LedgerBook::open(so.dir / kLedgerFileName, opts_.fsync);
+  if (!ledger) return std::move(ledger).error().with_context("opening the ledger of agent " + agent);
+  auto& book = **ledger;
+  if (book.last_spool_id() == (*w)->spool_id() && book.last_seq() < (*w)->last_seq()) {
+    // The collector stopped between making batches durable and writing
+    // their ledger rows: those minutes cannot be vouched for.
+    uint64_t from = book.last_write_ns() > kMinuteNs ? book.last_write_ns() - kMinuteNs : 0;
+    spdlog::warn("collector: agent {}: the ledger is behind the segments (seq {} < {}); marking {} .. {} uncertain",
+                 agent, book.last_seq(), (*w)->last_seq(), store::format_utc_ns(from),
+                 store::format_utc_ns(started_wall_ns_));
+    book.mark_uncertain(from, started_wall_ns_, "ledger behind segments after a collector crash");
+    if (auto st = book.write((*w)->spool_id(), (*w)->last_seq(), clock_.wall_ns(), true); !st) {
+      spdlog::error("collector: agent {}: {}", agent, st.error().message());
+    }
+  }
   auto slot = std::make_shared<AgentSlot>();
   slot->writer = std::move(*w);
+  slot->ledger = std::move(*ledger);
   slot->host = host;
+  slot->connected_since_ns = clock_.wall_ns();
   slots_[agent] = slot;
   return slot;
 }
@@ -541,14 +662,172 @@ void Collector::housekeeping_loop() {
       std::lock_guard lock(mu_);
       slots.assign(slots_.begin(), slots_.end());
     }
+    uint64_t now = clock_.wall_ns();
     for (auto& [name, slot] : slots) {
       std::lock_guard lock(slot->mu);
       if (auto s = slot->writer->tick(); !s) {
         counters_.storage_errors.fetch_add(1);
         spdlog::error("collector: agent {}: {}", name, s.error().message());
       }
+      // Ledger rows reach the disk within about a second, also when idle.
+      ledger_commit(*slot, name, false);
+      // Stored rate over the last few seconds, for `trawl status`.
+      const auto& c = slot->writer->counters();
+      if (slot->rate_at_ns == 0 || c.packets < slot->rate_packets) {
+        slot->rate_at_ns = now;
+        slot->rate_packets = c.packets;
+        slot->rate_bytes = c.bytes;
+      } else if (now - slot->rate_at_ns >= 3'000'000'000ull) {
+        double secs = static_cast<double>(now - slot->rate_at_ns) / 1e9;
+        slot->packets_per_s = static_cast<double>(c.packets - slot->rate_packets) / secs;
+        slot->bits_per_s = static_cast<double>(c.bytes - slot->rate_bytes) * 8 / secs;
+        slot->rate_at_ns = now;
+        slot->rate_packets = c.packets;
+        slot->rate_bytes = c.bytes;
+      }
+    }
+    // Retention (and disk usage) every 5 s; at once while storage is failing.
+    uint64_t mono = clock_.mono_ns();
+    if (last_retention_mono_ == 0 || mono - last_retention_mono_ >= 5'000'000'000ull ||
+        counters_.storage_errors.load() != last_storage_errors_) {
+      last_retention_mono_ = mono;
+      last_storage_errors_ = counters_.storage_errors.load();
+      enforce_retention();
     }
   }
+}
+
+void Collector::ledger_commit(AgentSlot& slot, const std::string& agent, bool force_durable) {
+  slot.ledger->commit();
+  if (!slot.ledger->dirty()) return;
+  uint64_t now = clock_.mono_ns();
+  bool durable = force_durable || now - slot.last_ledger_sync_ns >= 1'000'000'000ull;
+  if (auto st = slot.ledger->write(slot.writer->spool_id(), slot.writer->last_seq(), clock_.wall_ns(), durable); !st) {
+    // The counts stay in memory and the next commit retries.
+    counters_.ledger_errors.fetch_add(1, std::memory_order_relaxed);
+    spdlog::error("collector: agent {}: {}", agent, st.error().message());
+    return;
+  }
+  if (durable) slot.last_ledger_sync_ns = now;
+}
+
+void Collector::enforce_retention() {
+  auto usage = scan_data_dir(opts_.data_dir);
+  if (!usage) {
+    spdlog::error("collector: retention: {}", usage.error().message());
+    return;
+  }
+  RetentionLimits lim;
+  lim.bytes_per_agent = opts_.retain_bytes_per_agent;
+  lim.bytes_total = opts_.retain_bytes_total;
+  lim.age_ns = opts_.retain_age_ns;
+  lim.min_free_bytes = std::max<uint64_t>(
+      opts_.min_free_bytes, static_cast<uint64_t>(opts_.min_free_percent / 100.0 * static_cast<double>(usage->fs_total_bytes)));
+  auto plan = plan_evictions(*usage, lim, clock_.wall_ns());
+  std::map<std::string, std::pair<uint64_t, uint64_t>> freed;  // agent -> bytes, segments
+  for (const auto& e : plan) {
+    const auto& seg = usage->sealed[e.segment];
+    if (auto st = apply_eviction(seg); !st) {
+      spdlog::error("collector: retention: {}", st.error().message());
+      continue;
+    }
+    counters_.evictions[static_cast<size_t>(e.reason)].fetch_add(1, std::memory_order_relaxed);
+    counters_.evicted_bytes.fetch_add(seg.bytes, std::memory_order_relaxed);
+    freed[seg.agent].first += seg.bytes;
+    freed[seg.agent].second += 1;
+    if (e.reason == EvictionReason::kFreeSpace) {
+      spdlog::warn("collector: disk nearly full ({} bytes free, floor {}): evicted segment {} of agent {} ({} bytes)",
+                   usage->fs_free_bytes, lim.min_free_bytes, seg.prefix, seg.agent, seg.bytes);
+    } else {
+      spdlog::info("collector: retention ({}): evicted segment {} of agent {} ({} bytes)", to_string(e.reason),
+                   seg.prefix, seg.agent, seg.bytes);
+    }
+  }
+  std::map<std::string, uint64_t> segments;
+  for (const auto& seg : usage->sealed) ++segments[seg.agent];
+  std::lock_guard lock(mu_);
+  for (auto& [name, slot] : slots_) {
+    std::lock_guard slot_lock(slot->mu);
+    auto f = freed[name];
+    slot->disk_bytes = usage->agent_bytes[name] - std::min(usage->agent_bytes[name], f.first);
+    slot->segments = segments[name] - std::min(segments[name], f.second);
+  }
+  disk_free_bytes_ = usage->fs_free_bytes;
+  disk_total_bytes_ = usage->fs_total_bytes;
+}
+
+web::HttpResponse Collector::api_agents() {
+  uint64_t now = clock_.wall_ns();
+  auto arr = nlohmann::json::array();
+  std::lock_guard lock(mu_);
+  for (auto& [name, slot] : slots_) {
+    std::lock_guard slot_lock(slot->mu);
+    const auto& c = slot->writer->counters();
+    nlohmann::json a;
+    a["agent"] = name;
+    a["host"] = slot->host;
+    a["connected"] = slot->connected;
+    a["peer"] = slot->peer;
+    a[slot->connected ? "connected_since" : "disconnected_since"] = store::format_utc_ns(slot->connected_since_ns);
+    if (!slot->connected && !slot->disconnect_reason.empty()) a["disconnect_reason"] = slot->disconnect_reason;
+    a["stored_packets"] = c.packets;
+    a["stored_bytes"] = c.bytes;
+    a["packets_per_second"] = slot->packets_per_s;
+    a["bits_per_second"] = slot->bits_per_s;
+    uint64_t kernel = 0, ifdrops = 0, agent_drops = 0, received = 0;
+    auto ifs = nlohmann::json::array();
+    for (size_t i = 0; i < slot->iface_stats.size(); ++i) {
+      const auto& st = slot->iface_stats[i];
+      kernel += st.kernel_drops;
+      ifdrops += st.if_drops;
+      agent_drops += st.agent_drops;
+      received += st.received;
+      ifs.push_back({{"name", slot->iface_names[i]}, {"received_packets", st.received},
+                     {"kernel_dropped_packets", st.kernel_drops}, {"interface_dropped_packets", st.if_drops},
+                     {"agent_dropped_packets", st.agent_drops}});
+    }
+    a["interfaces"] = std::move(ifs);
+    a["kernel_dropped_packets"] = kernel + ifdrops;
+    a["agent_dropped_packets"] = agent_drops;
+    a["spool_bytes"] = slot->spool.bytes;
+    a["spool_batches"] = slot->spool.batches;
+    a["spool_oldest_unacked_age_seconds"] =
+        slot->spool.oldest_unacked_ns ? static_cast<double>(now - std::min(now, slot->spool.oldest_unacked_ns)) / 1e9 : 0.0;
+    if (slot->newest_packet_ns) {
+      a["newest_packet"] = store::format_utc_ns(slot->newest_packet_ns);
+      a["lag_seconds"] = static_cast<double>(now - std::min(now, slot->newest_packet_ns)) / 1e9;
+    }
+    a["disk_bytes"] = slot->disk_bytes;
+    a["segments"] = slot->segments;
+    arr.push_back(std::move(a));
+  }
+  nlohmann::json j;
+  j["now"] = store::format_utc_ns(now);
+  j["agents"] = std::move(arr);
+  j["disk_free_bytes"] = disk_free_bytes_.load();
+  j["disk_total_bytes"] = disk_total_bytes_.load();
+  return web::json_response(200, j.dump());
+}
+
+web::HttpResponse Collector::api_coverage(std::string_view target) {
+  auto err = [](int status, const std::string& msg) {
+    return web::json_response(status, nlohmann::json{{"error", msg}}.dump());
+  };
+  auto agent = web::query_param(target, "agent");
+  if (!agent || agent->empty()) return err(400, "missing agent=NAME");
+  if (!valid_agent_name(*agent)) return err(400, "not a valid agent name");
+  uint64_t now = clock_.wall_ns();
+  auto from = parse_time(web::query_param(target, "from").value_or("-1h"), now);
+  if (!from) return err(400, "from: " + from.error().message());
+  auto to = parse_time(web::query_param(target, "to").value_or("now"), now);
+  if (!to) return err(400, "to: " + to.error().message());
+  if (*to < *from) return err(400, "'to' is before 'from'");
+  if (*to - *from > 31ull * 86400 * 1'000'000'000ull) return err(400, "window longer than 31 days");
+  auto dir = opts_.data_dir / *agent;
+  if (!std::filesystem::is_directory(dir)) return err(404, "no such agent: " + *agent);
+  auto t = read_ledger(dir / kLedgerFileName);
+  if (!t) return err(500, t.error().message());
+  return web::json_response(200, coverage_json(coverage(*t, *agent, *from, *to)));
 }
 
 }  // namespace trawl::collector

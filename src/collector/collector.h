@@ -17,6 +17,8 @@
 #include <thread>
 #include <vector>
 
+#include "collector/ledger.h"
+#include "collector/retention.h"
 #include "core/clock.h"
 #include "core/result.h"
 #include "metrics/exposition.h"
@@ -38,8 +40,16 @@ struct CollectorOptions {
   uint64_t group_commit_ns = 5'000'000;    // at most one fsync per agent per this interval
   size_t max_connections = 1024;
   int handshake_timeout_ms = 10000;
-  std::string metrics_listen;              // ADDR:PORT for /metrics, /healthz, /readyz ("" = off)
+  std::string metrics_listen;              // ADDR:PORT for /metrics, /healthz, /readyz, /api/v1 ("" = off)
+  // Retention (0 = no limit). The oldest sealed segment goes first, with
+  // its sidecar files; a segment being written is never deleted.
+  uint64_t retain_bytes_per_agent = 0;
+  uint64_t retain_bytes_total = 0;
+  uint64_t retain_age_ns = 0;
+  uint64_t min_free_bytes = 0;             // free-space floor on the data file system
+  double min_free_percent = 0;             // same, as a share of the file system
 };
+
 
 // Why a connection was closed for a bad frame (a metrics label).
 enum class MalformedReason : uint8_t { kBadHeader, kBadHello, kBadBatch, kOutOfOrder, kUnexpectedFrame, kNoHello, kCount };
@@ -63,6 +73,9 @@ struct CollectorCounters {
   std::atomic<uint64_t> bytes_stored{0};
   std::atomic<uint64_t> fsyncs{0};
   std::atomic<uint64_t> storage_errors{0};
+  std::atomic<uint64_t> evictions[static_cast<size_t>(EvictionReason::kCount)] = {};
+  std::atomic<uint64_t> evicted_bytes{0};
+  std::atomic<uint64_t> ledger_errors{0};
 };
 
 // One agent's storage, shared by its (at most one live) connection and the
@@ -71,8 +84,27 @@ struct CollectorCounters {
 struct AgentSlot {
   std::mutex mu;
   std::unique_ptr<store::SegmentWriter> writer;
+  std::unique_ptr<LedgerBook> ledger;
   std::atomic<uint64_t> generation{0};
   std::string host;
+  // Live status for /api/v1/agents and `trawl status` (guarded by mu).
+  bool connected = false;
+  std::string peer;
+  uint64_t connected_since_ns = 0;     // or, when disconnected, since when
+  std::string disconnect_reason;
+  SpoolStatus spool;                   // the agent's last SPOOL report
+  std::vector<std::string> iface_names;
+  std::vector<InterfaceStats> iface_stats;  // last STATS per interface (cumulative)
+  uint64_t newest_packet_ns = 0;
+  uint64_t last_batch_wall_ns = 0;
+  uint64_t disk_bytes = 0;             // refreshed by housekeeping
+  uint64_t segments = 0;
+  double packets_per_s = 0, bits_per_s = 0;  // stored, over the last few seconds
+  uint64_t rate_packets = 0, rate_bytes = 0, rate_at_ns = 0;
+  uint64_t last_ledger_sync_ns = 0;
+  // Not guarded: lock-free histograms.
+  metrics::LatencyHistogram write_latency;  // one batch into the segment (begin..end)
+  metrics::LatencyHistogram sync_latency;   // group commit: write + fdatasync
 };
 
 class Collector {
@@ -90,6 +122,12 @@ class Collector {
   bool storage_writable() const;
   void accept_loop();
   void housekeeping_loop();
+  // One retention pass over the data directory (also refreshes disk usage).
+  void enforce_retention();
+  web::HttpResponse api_agents();
+  web::HttpResponse api_coverage(std::string_view target);
+  // Commits the ledger after a successful writer sync (slot->mu held).
+  void ledger_commit(AgentSlot& slot, const std::string& agent, bool force_durable);
   void serve(int fd, std::string peer);
   // Finds or opens the agent's storage (recovering its segments).
   Result<std::shared_ptr<AgentSlot>> slot_for(const std::string& agent, const std::string& host);
@@ -113,6 +151,11 @@ class Collector {
   std::atomic<size_t> live_sessions_{0};
   metrics::MetricsRegistry registry_;
   std::unique_ptr<web::HttpServer> http_;
+  uint64_t started_wall_ns_ = 0;
+  uint64_t last_retention_mono_ = 0;
+  uint64_t last_storage_errors_ = 0;
+  std::atomic<uint64_t> disk_free_bytes_{0};
+  std::atomic<uint64_t> disk_total_bytes_{0};
 };
 
 }  // namespace trawl::collector

@@ -38,6 +38,15 @@ struct InterfaceStats {
   uint64_t agent_drops = 0;  // dropped by the agent's spool policy
 };
 
+// The agent's spool as the agent saw it at ts_ns: what the collector has not
+// acknowledged yet (how far behind delivery is).
+struct SpoolStatus {
+  uint64_t ts_ns = 0;
+  uint64_t bytes = 0;              // spool bytes on disk (unacknowledged + not yet reclaimed)
+  uint64_t batches = 0;            // unacknowledged batches
+  uint64_t oldest_unacked_ns = 0;  // first packet timestamp of the oldest unacked batch; 0: none
+};
+
 enum class GapReason : uint8_t {
   kUnknown = 0,
   kSpoolFull = 1,      // agent spool overflow (drop-newest / drop-oldest)

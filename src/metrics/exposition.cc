@@ -32,6 +32,39 @@ void Exposition::gauge(std::string_view name, std::string_view help, double valu
   sample(name, help, "gauge", value, labels);
 }
 
+void Exposition::histogram(std::string_view name, std::string_view help, const LatencyHistogram& h,
+                           const Labels& labels) {
+  if (name != last_family_) {
+    fmt::format_to(std::back_inserter(out_), "# HELP {} {}\n# TYPE {} histogram\n", name, help, name);
+    last_family_ = std::string(name);
+  }
+  auto line = [&](std::string_view suffix, const Labels& ls, double v) {
+    out_ += name;
+    out_ += suffix;
+    if (!ls.empty()) {
+      out_ += '{';
+      for (size_t i = 0; i < ls.size(); ++i) {
+        if (i) out_ += ',';
+        fmt::format_to(std::back_inserter(out_), "{}=\"{}\"", ls[i].first, escape_label(ls[i].second));
+      }
+      out_ += '}';
+    }
+    fmt::format_to(std::back_inserter(out_), " {}\n", v);
+  };
+  auto counts = h.buckets();
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    cumulative += counts[i];
+    Labels ls = labels;
+    ls.emplace_back("le", i < LatencyHistogram::kBoundsNs.size()
+                              ? fmt::format("{}", static_cast<double>(LatencyHistogram::kBoundsNs[i]) / 1e9)
+                              : std::string("+Inf"));
+    line("_bucket", ls, static_cast<double>(cumulative));
+  }
+  line("_sum", labels, static_cast<double>(h.sum_ns()) / 1e9);
+  line("_count", labels, static_cast<double>(cumulative));
+}
+
 void Exposition::sample(std::string_view name, std::string_view help, std::string_view type, double value,
                         const Labels& labels) {
   if (name != last_family_) {

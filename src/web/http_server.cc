@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -108,7 +109,7 @@ void HttpServer::serve(int fd) {
     if (method != "GET" && !head) {
       resp = {405, "text/plain; charset=utf-8", "only GET and HEAD\n"};
     } else {
-      resp = handler_(target.substr(0, target.find('?')));
+      resp = handler_(target);
     }
   }
   std::string out = fmt::format(
@@ -116,6 +117,119 @@ void HttpServer::serve(int fd) {
       reason(resp.status), resp.content_type, resp.body.size());
   if (!head) out += resp.body;
   write_all(fd, out);
+}
+
+std::string_view path_of(std::string_view target) { return target.substr(0, target.find('?')); }
+
+std::optional<std::string> query_param(std::string_view target, std::string_view key) {
+  size_t q = target.find('?');
+  if (q == std::string_view::npos) return std::nullopt;
+  std::string_view rest = target.substr(q + 1);
+  while (!rest.empty()) {
+    size_t amp = rest.find('&');
+    std::string_view kv = rest.substr(0, amp);
+    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+    size_t eq = kv.find('=');
+    if (kv.substr(0, eq) != key) continue;
+    std::string_view v = eq == std::string_view::npos ? std::string_view() : kv.substr(eq + 1);
+    std::string out;
+    for (size_t i = 0; i < v.size(); ++i) {
+      auto hex = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+      };
+      if (v[i] == '+') {
+        out += ' ';
+      } else if (v[i] == '%' && i + 2 < v.size() + 0 && hex(v[i + 1]) >= 0 && hex(v[i + 2]) >= 0) {
+        out += static_cast<char>(hex(v[i + 1]) * 16 + hex(v[i + 2]));
+        i += 2;
+      } else {
+        out += v[i];
+      }
+    }
+    return out;
+  }
+  return std::nullopt;
+}
+
+std::string url_encode(std::string_view v) {
+  std::string out;
+  for (unsigned char c : v) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+        c == '.' || c == '~' || c == ':') {
+      out += static_cast<char>(c);
+    } else {
+      out += fmt::format("%{:02X}", c);
+    }
+  }
+  return out;
+}
+
+HttpResponse json_response(int status, std::string body) {
+  body += '\n';
+  return HttpResponse{status, "application/json", std::move(body)};
+}
+
+Result<std::string> http_get(const std::string& host_port, std::string_view target, int timeout_ms) {
+  auto where = wire::parse_host_port(host_port);
+  if (!where) return std::move(where).error();
+  auto fd = wire::tcp_connect(*where, timeout_ms);
+  if (!fd) return std::move(fd).error().with_context("connecting to " + host_port);
+  std::string req = fmt::format("GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", target, host_port);
+  std::string resp;
+  uint64_t deadline_ms = static_cast<uint64_t>(timeout_ms);
+  size_t sent = 0;
+  auto start = std::chrono::steady_clock::now();
+  auto left = [&]() -> int {
+    auto el = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+    return el >= static_cast<int64_t>(deadline_ms) ? 0 : static_cast<int>(deadline_ms - static_cast<uint64_t>(el));
+  };
+  Status st;
+  for (;;) {
+    pollfd pfd{*fd, static_cast<short>(sent < req.size() ? POLLOUT : POLLIN), 0};
+    int ms = left();
+    if (ms == 0) {
+      st = Error(fmt::format("GET {}: no complete answer from {} within {} ms", target, host_port, timeout_ms));
+      break;
+    }
+    if (::poll(&pfd, 1, ms) < 0 && errno != EINTR) {
+      st = Error::from_errno("poll");
+      break;
+    }
+    if (sent < req.size()) {
+      ssize_t n = ::send(*fd, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
+      if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        st = Error::from_errno("sending to " + host_port);
+        break;
+      }
+      if (n > 0) sent += static_cast<size_t>(n);
+      continue;
+    }
+    char buf[16384];
+    ssize_t n = ::recv(*fd, buf, sizeof buf, 0);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) continue;
+      st = Error::from_errno("reading from " + host_port);
+      break;
+    }
+    resp.append(buf, static_cast<size_t>(n));
+  }
+  ::close(*fd);
+  if (!st.ok()) return std::move(st).error();
+  size_t hdr_end = resp.find("\r\n\r\n");
+  if (resp.rfind("HTTP/1.", 0) != 0 || hdr_end == std::string::npos) {
+    return Error(fmt::format("GET {}: {} did not answer HTTP", target, host_port));
+  }
+  int status = std::atoi(resp.c_str() + 9);
+  std::string body = resp.substr(hdr_end + 4);
+  if (status != 200) {
+    while (!body.empty() && (body.back() == '\n' || body.back() == '\r')) body.pop_back();
+    return Error(fmt::format("GET {} from {}: HTTP {}: {}", target, host_port, status, body));
+  }
+  return body;
 }
 
 }  // namespace trawl::web

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -24,7 +25,17 @@ struct HttpResponse {
   std::string body;
 };
 
-using HttpHandler = std::function<HttpResponse(std::string_view path)>;
+// Gets the request target as sent: path and query ("/api/v1/x?a=1").
+using HttpHandler = std::function<HttpResponse(std::string_view target)>;
+
+// "/api/v1/x" of "/api/v1/x?a=1".
+std::string_view path_of(std::string_view target);
+// The URL-decoded value of `key` in the target's query, if present.
+std::optional<std::string> query_param(std::string_view target, std::string_view key);
+// Percent-encodes a query parameter value.
+std::string url_encode(std::string_view v);
+// A JSON response.
+HttpResponse json_response(int status, std::string body);
 
 class HttpServer {
  public:
@@ -43,5 +54,10 @@ class HttpServer {
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };
+
+// GET http://<host:port><target> (plain HTTP, the operational endpoints):
+// the body of a 200 response; an error naming the status or the failure
+// otherwise. Blocks up to timeout_ms.
+Result<std::string> http_get(const std::string& host_port, std::string_view target, int timeout_ms = 10000);
 
 }  // namespace trawl::web

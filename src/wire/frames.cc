@@ -282,6 +282,18 @@ void BatchBuilder::add_gap(const Gap& g) {
   ++records_;
 }
 
+void BatchBuilder::add_spool_status(const SpoolStatus& s) {
+  ByteWriter w(buf_);
+  w.u8(static_cast<uint8_t>(RecordKind::kSpool));
+  w.u8(0);
+  w.u16le(0);
+  w.u64le(s.ts_ns);
+  w.u64le(s.bytes);
+  w.u64le(s.batches);
+  w.u64le(s.oldest_unacked_ns);
+  ++records_;
+}
+
 std::span<const uint8_t> BatchBuilder::finish(uint64_t seq, uint64_t sealed_ns) {
   static_assert(std::endian::native == std::endian::little, "wire encoding assumes a little-endian host");
   uint8_t* b = buf_.data() + kFrameHeaderBytes;
@@ -346,6 +358,9 @@ Result<BatchView> BatchView::parse(std::span<const uint8_t> body) {
         if (iface != 0xffff && iface >= n_if) return Error(fmt::format("malformed BATCH seq {}: gap for interface {} of {}", v.seq_, iface, n_if));
         if (aux > static_cast<uint8_t>(GapReason::kAgentRestart)) aux = 0;
         r.skip(kGapRecordBytes - 4);
+        break;
+      case RecordKind::kSpool:
+        r.skip(kSpoolRecordBytes - 4);
         break;
       default:
         return Error(fmt::format("malformed BATCH seq {}: record {} has unknown kind {}", v.seq_, i, static_cast<int>(kind)));

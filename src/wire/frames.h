@@ -121,10 +121,13 @@ class FrameDecoder {
 //           u64 if_drops, u64 agent_drops}
 //   GAP    {u8 3, u8 reason, u16 iface, u64 from_ns, u64 to_ns, u64 packets,
 //           u64 bytes}
-enum class RecordKind : uint8_t { kPacket = 1, kStats = 2, kGap = 3 };
+//   SPOOL  {u8 4, u8 0, u16 0, u64 ts_ns, u64 bytes, u64 batches,
+//           u64 oldest_unacked_ns}
+enum class RecordKind : uint8_t { kPacket = 1, kStats = 2, kGap = 3, kSpool = 4 };
 constexpr size_t kPacketRecordHeader = 20;
 constexpr size_t kStatsRecordBytes = 44;
 constexpr size_t kGapRecordBytes = 36;
+constexpr size_t kSpoolRecordBytes = 36;
 
 // Builds one BATCH frame in place, in a buffer it owns and reuses: packets
 // are copied once, from the capture ring into the frame. Not thread-safe.
@@ -137,6 +140,7 @@ class BatchBuilder {
                   std::span<const uint8_t> data);
   void add_stats(const InterfaceStats& s);
   void add_gap(const Gap& g);
+  void add_spool_status(const SpoolStatus& s);
   // Completes the frame with its seq and returns it (header + body).
   std::span<const uint8_t> finish(uint64_t seq, uint64_t sealed_ns);
 
@@ -182,8 +186,14 @@ class BatchView {
   uint64_t packet_bytes() const { return packet_bytes_; }
   const std::vector<InterfaceInfo>& interfaces() const { return ifaces_; }
 
+  // Walks the records in order; SPOOL records are skipped.
   template <class OnPacket, class OnStats, class OnGap>
   void for_each(OnPacket&& on_packet, OnStats&& on_stats, OnGap&& on_gap) const {
+    for_each(on_packet, on_stats, on_gap, [](const SpoolStatus&) {});
+  }
+
+  template <class OnPacket, class OnStats, class OnGap, class OnSpool>
+  void for_each(OnPacket&& on_packet, OnStats&& on_stats, OnGap&& on_gap, OnSpool&& on_spool) const {
     ByteReader r(records_);
     for (uint32_t i = 0; i < record_count_; ++i) {
       auto kind = static_cast<RecordKind>(r.u8());
@@ -206,6 +216,13 @@ class BatchView {
         s.if_drops = r.u64le();
         s.agent_drops = r.u64le();
         on_stats(s);
+      } else if (kind == RecordKind::kSpool) {
+        SpoolStatus s;
+        s.ts_ns = r.u64le();
+        s.bytes = r.u64le();
+        s.batches = r.u64le();
+        s.oldest_unacked_ns = r.u64le();
+        on_spool(s);
       } else {
         Gap g;
         g.iface = iface;

@@ -113,7 +113,7 @@ stop_pid() {  # SIGTERM, then wait up to 20 s, then SIGKILL
 start_collector() {  # start_collector NAME EXTRA_ARGS... ; sets PORT and PID_<NAME>
   local name=$1; shift
   rm -f "$WORK/$name.port"
-  start_bg "$name" "$CO" "$TRAWL" collector --listen 0.0.0.0:${FIXED_PORT:-0} --port-file "$WORK/$name.port" "$@"
+  start_bg "$name" "$CO" "$TRAWL" collector --listen 0.0.0.0:${FIXED_PORT:-0} --port-file "$WORK/$name.port" --min-free 0 "$@"
   wait_for 10 test -s "$WORK/$name.port" || fail "collector $name did not start"
   PORT=$(cat "$WORK/$name.port")
 }

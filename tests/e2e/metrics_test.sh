@@ -8,10 +8,6 @@ source "$(dirname "$0")/seq_lib.sh"
 fault_setup
 for t in prometheus promtool curl; do command -v $t >/dev/null || { echo "SKIP: $t missing" >&2; exit 77; }; done
 
-metrics_port() {  # metrics_port LOG: the port from "metrics on port N"
-  wait_for 10 grep -q "metrics on port" "$1" || fail "no metrics listener in $1"
-  sed -nE 's/.*metrics on port ([0-9]+).*/\1/p' "$1" | head -n 1
-}
 
 collector_up collector --metrics-listen 0.0.0.0:0
 CPORT=$(metrics_port "$WORK/collector.log")

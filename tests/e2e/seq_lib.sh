@@ -38,6 +38,12 @@ agent_up() {
   wait_for 10 grep -q "capturing on" "$AGENT_LOG" || fail "agent $name did not start"
 }
 
+# metrics_port LOG: the port from the "metrics on port N" log line.
+metrics_port() {
+  wait_for 10 grep -q "metrics on port" "$1" || fail "no metrics listener in $1"
+  sed -nE 's/.*metrics on port ([0-9]+).*/\1/p' "$1" | head -n 1
+}
+
 # spool_empty: no spool file left, i.e. the collector acknowledged every
 # batch (acked files are deleted whole; stats-only batches come and go).
 spool_empty() { ! ls "$SPOOL"/*.spool >/dev/null 2>&1; }
@@ -118,7 +124,7 @@ spool_acked() {
     print "$acked\n";' "$1"
 }
 
-# gap_records FILES...: one line "packets bytes reason" per trawl GAP record
+# gap_records FILES...: one line "packets bytes reason from_ns" per trawl GAP record
 # (pcapng custom option, PEN 32473, record type 2, in an NRB; see
 # docs/storage.md), parsed from the raw blocks.
 gap_records() {
@@ -144,7 +150,7 @@ gap_records() {
             my ($pen, $rtype) = unpack("V C", $v);
             next unless $pen == 32473 && $rtype == 2;
             my ($iface, $reason, $from, $to, $pk, $by) = unpack("V C x3 Q< Q< Q< Q<", substr($v, 8));
-            print "$pk $by $reason\n";
+            print "$pk $by $reason $from\n";
           }
         }
         $off += $len;
