@@ -628,6 +628,9 @@ Result<std::shared_ptr<AgentSlot>> Collector::slot_for(const std::string& agent,
   so.rotate_bytes = opts_.rotate_bytes;
   so.rotate_every_ns = opts_.rotate_every_ns;
   so.fsync = opts_.fsync;
+  // A sealed segment is a retention candidate: check the limits right away,
+  // so a fast agent cannot outrun the free-space floor between passes.
+  so.on_sealed = [this](const std::filesystem::path&) { retention_due_.store(true); };
   auto w = store::SegmentWriter::open(so, clock_);
   if (!w) return std::move(w).error().with_context("opening storage for agent " + agent);
   auto ledger = LedgerBook::open(so.dir / kLedgerFileName, opts_.fsync);
@@ -656,7 +659,9 @@ Result<std::shared_ptr<AgentSlot>> Collector::slot_for(const std::string& agent,
 
 void Collector::housekeeping_loop() {
   while (!stopping_.load()) {
-    for (int i = 0; i < 10 && !stopping_.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    for (int i = 0; i < 10 && !stopping_.load() && !retention_due_.load(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
     std::vector<std::pair<std::string, std::shared_ptr<AgentSlot>>> slots;
     {
       std::lock_guard lock(mu_);
@@ -686,10 +691,10 @@ void Collector::housekeeping_loop() {
         slot->rate_bytes = c.bytes;
       }
     }
-    // Retention (and disk usage) every 5 s; at once while storage is failing.
+    // Retention (and disk usage) every 2 s; at once while storage is failing.
     uint64_t mono = clock_.mono_ns();
-    if (last_retention_mono_ == 0 || mono - last_retention_mono_ >= 5'000'000'000ull ||
-        counters_.storage_errors.load() != last_storage_errors_) {
+    if (last_retention_mono_ == 0 || mono - last_retention_mono_ >= 2'000'000'000ull ||
+        counters_.storage_errors.load() != last_storage_errors_ || retention_due_.exchange(false)) {
       last_retention_mono_ = mono;
       last_storage_errors_ = counters_.storage_errors.load();
       enforce_retention();

@@ -154,6 +154,7 @@ class Collector {
   uint64_t started_wall_ns_ = 0;
   uint64_t last_retention_mono_ = 0;
   uint64_t last_storage_errors_ = 0;
+  std::atomic<bool> retention_due_{false};
   std::atomic<uint64_t> disk_free_bytes_{0};
   std::atomic<uint64_t> disk_total_bytes_{0};
 };
