@@ -39,4 +39,12 @@ log "sent $COUNT: stored $stored, kernel drops $kernel (gap records: $gaps), dro
 [ "$stored" = "$captured" ] || fail "stored $stored but the agent captured $captured"
 [ "$gaps" = "$kernel" ] || fail "kernel-drop gap records say $gaps, the agent's pcap_stats $kernel"
 [ $((stored + kernel + backlog)) = $COUNT ] || fail "stored + kernel drops + backlog drops = $((stored + kernel + backlog)), sent $COUNT"
+# The completeness ledger says the same: the window is incomplete, with
+# exactly these kernel drops and stored packets.
+rc=0
+"$TRAWL" coverage --data "$DATA" --agent $AGENT --from -10m --to now --json >"$WORK/coverage.json" || rc=$?
+[ "$rc" = 3 ] || fail "coverage exit $rc, want 3 (incomplete)"
+cov() { perl -MJSON::PP -e 'local $/; my $j = decode_json(<STDIN>); print $j->{total}{$ARGV[0]}' "$1" <"$WORK/coverage.json"; }
+[ "$(cov kernel_dropped_packets)" = "$kernel" ] || fail "ledger: $(cov kernel_dropped_packets) kernel drops, agent $kernel"
+[ "$(cov stored_packets)" = "$stored" ] || fail "ledger: $(cov stored_packets) stored, segments $stored"
 echo PASS

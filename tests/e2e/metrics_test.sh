@@ -46,6 +46,11 @@ wait_for 20 prom_equals 'trawl_agent_captured_packets_total{agent="edge1"}' $COU
   fail "prometheus: agent captured = $(prom_value 'trawl_agent_captured_packets_total{agent="edge1"}'), want $COUNT"
 wait_for 20 prom_equals 'trawl_collector_stored_packets_total{agent="edge1"}' $COUNT ||
   fail "prometheus: collector stored = $(prom_value 'trawl_collector_stored_packets_total{agent="edge1"}'), want $COUNT"
+fsyncs=$(prom_value 'trawl_collector_fsync_latency_seconds_count{agent="edge1"}')
+[ "${fsyncs:-0}" -gt 0 ] || fail "prometheus: no fsync latency observations ('$fsyncs')"
+p99=$(prom_value 'histogram_quantile(0.99, sum by (le) (trawl_collector_fsync_latency_seconds_bucket{agent="edge1"}))')
+log "prometheus: $fsyncs group commits, fsync p99 ${p99}s"
+prom_equals 'trawl_collector_agent_connected{agent="edge1"}' 1 || fail "prometheus: agent not shown connected"
 prom_equals 'up{job="agent"}' 1 || fail "agent target not up"
 prom_equals 'up{job="collector"}' 1 || fail "collector target not up"
 
