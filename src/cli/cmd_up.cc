@@ -146,9 +146,11 @@ Command add_up_command(CLI::App& app) {
       return 1;
     }
     std::string self = fs::read_symlink("/proc/self/exe").string();
-    std::vector<std::string> args = {self, "agent", "--name", name, "--collector",
+    std::vector<std::string> args = {self};
+    args.insert(args.end(), global_args().begin(), global_args().end());
+    args.insert(args.end(), {"agent", "--name", name, "--collector",
                                      fmt::format("127.0.0.1:{}", c.port()), "--pki", pki_dir.string(),
-                                     "--spool-dir", (spool / name).string()};
+                                     "--spool-dir", (spool / name).string()});
     if (geteuid() != 0) args.insert(args.end(), {"--user", ""});
     for (const auto& i : ifaces) args.insert(args.end(), {"-i", i});
     for (const auto& w : st->filter) args.push_back(w);

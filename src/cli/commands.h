@@ -5,7 +5,9 @@
 
 #include <atomic>
 #include <functional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "pki/pki.h"
 
@@ -16,6 +18,10 @@ class App;
 namespace trawl::cli {
 
 using Command = std::function<int()>;
+
+// The global flags as given (--log-level X --log-format Y), for commands
+// that start trawl child processes.
+std::vector<std::string>& global_args();
 
 // Set by SIGINT/SIGTERM.
 std::atomic<bool>& stop_requested();

@@ -10,6 +10,11 @@
 
 namespace trawl::cli {
 
+std::vector<std::string>& global_args() {
+  static std::vector<std::string> args;
+  return args;
+}
+
 std::atomic<bool>& stop_requested() {
   static std::atomic<bool> flag{false};
   return flag;
@@ -93,6 +98,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   configure_logging(log_format);
+  global_args() = {"--log-level", log_level, "--log-format", log_format};
   spdlog::set_level(spdlog::level::from_str(log_level));
   for (const auto& [name, cmd] : commands) {
     if (app.got_subcommand(name)) return cmd();
