@@ -13,6 +13,13 @@
 #include <set>
 #include <sstream>
 
+// Propagates an error that already names file:line:column.
+#define DICT_TRY(expr)                                    \
+  do {                                                    \
+    auto dict_try_r_ = (expr);                            \
+    if (!dict_try_r_.ok()) return std::move(dict_try_r_).error(); \
+  } while (0)
+
 namespace trawl::decode {
 
 std::string_view avp_type_name(AvpType t) {
@@ -114,7 +121,7 @@ class FileParser {
   }
 
   Status run() {
-    TRAWL_TRY(tokenize(), src_.name);
+    DICT_TRY(tokenize());
     while (peek().kind != Token::Kind::kEnd) {
       const Token& t = peek();
       Status s = ok_status();
@@ -181,7 +188,7 @@ class FileParser {
         t.text = std::string_view(s).substr(i, j - i);
         i = j;
       } else {
-        return Error(std::to_string(t.line) + ":" + std::to_string(t.col) +
+        return Error(src_.name + ":" + std::to_string(t.line) + ":" + std::to_string(t.col) +
                      ": unexpected character '" +
                      (std::isprint(static_cast<unsigned char>(c)) ? std::string(1, c)
                                                                   : "\\x" + hex(c)) +
@@ -261,13 +268,13 @@ class FileParser {
   // vendor <id> <Name>
   Status vendor_line() {
     const Token& kw = next();
-    if (!on_line(kw)) return error(peek(), "vendor: expected <id> <Name>");
+    if (!on_line(kw)) return error(kw, "vendor: expected <id> <Name>");
     auto id = number(next(), "vendor id");
     if (!id) return id.error();
-    if (!on_line(kw)) return error(peek(), "vendor: expected a name after the id");
+    if (!on_line(kw)) return error(kw, "vendor: expected a name after the id");
     auto nm = name(next(), "vendor name");
     if (!nm) return nm.error();
-    TRAWL_TRY(end_of_directive(kw), src_.name);
+    DICT_TRY(end_of_directive(kw));
     auto [it, inserted] = out_.vendors.emplace(*nm, *id);
     if (!inserted && it->second != *id)
       return error(kw, "vendor " + *nm + " already has id " + std::to_string(it->second));
@@ -277,10 +284,10 @@ class FileParser {
   // application <id> <Name>; sets the default application of later commands.
   Status application_line() {
     const Token& kw = next();
-    if (!on_line(kw)) return error(peek(), "application: expected <id> <Name>");
+    if (!on_line(kw)) return error(kw, "application: expected <id> <Name>");
     auto id = number(next(), "application id");
     if (!id) return id.error();
-    if (!on_line(kw)) return error(peek(), "application: expected a name after the id");
+    if (!on_line(kw)) return error(kw, "application: expected a name after the id");
     auto nm = name(next(), "application name");
     if (!nm) return nm.error();
     if (on_line(kw)) return end_of_directive(kw);
@@ -308,20 +315,20 @@ class FileParser {
   Status avp_line() {
     const Token& kw = next();
     auto need = [&](std::string_view what) -> Status {
-      if (!on_line(kw)) return error(peek(), "avp: missing " + std::string(what));
+      if (!on_line(kw)) return error(kw, "avp: missing " + std::string(what));
       return ok_status();
     };
     AvpDef d;
     d.where = src_.name + ":" + std::to_string(kw.line);
-    TRAWL_TRY(need("<Name>"), src_.name);
+    DICT_TRY(need("<Name>"));
     auto nm = name(next(), "AVP name");
     if (!nm) return nm.error();
     d.name = *nm;
-    TRAWL_TRY(need("<Code>"), src_.name);
+    DICT_TRY(need("<Code>"));
     auto code = number(next(), "AVP code");
     if (!code) return code.error();
     d.code = *code;
-    TRAWL_TRY(need("<Vendor>"), src_.name);
+    DICT_TRY(need("<Vendor>"));
     const Token& vt = next();
     if (vt.kind == Token::Kind::kWord && all_digits(vt.text)) {
       auto v = number(vt, "vendor id");
@@ -334,7 +341,7 @@ class FileParser {
         return error(vt, "unknown vendor " + describe(vt) + " (declare it with 'vendor <id> <Name>')");
       d.vendor = it->second;
     }
-    TRAWL_TRY(need("<Type>"), src_.name);
+    DICT_TRY(need("<Type>"));
     const Token& tt = next();
     bool found = false;
     for (AvpType at : kAllTypes) {
@@ -344,13 +351,13 @@ class FileParser {
       }
     }
     if (!found) return error(tt, "unknown AVP data type " + describe(tt));
-    TRAWL_TRY(need("MUST flags"), src_.name);
+    DICT_TRY(need("MUST flags"));
     auto must = flags(next());
     if (!must) return must.error();
-    TRAWL_TRY(need("MAY flags"), src_.name);
+    DICT_TRY(need("MAY flags"));
     auto may = flags(next());
     if (!may) return may.error();
-    TRAWL_TRY(need("MUST NOT flags"), src_.name);
+    DICT_TRY(need("MUST NOT flags"));
     auto must_not = flags(next());
     if (!must_not) return must_not.error();
     if ((*must & *must_not) || (*must & *may) || (*may & *must_not))
@@ -358,7 +365,7 @@ class FileParser {
     d.must = *must;
     d.may = *may;
     d.must_not = *must_not;
-    TRAWL_TRY(end_of_directive(kw), src_.name);
+    DICT_TRY(end_of_directive(kw));
     if (out_.avps.size() >= kMaxAvps) return error(kw, "too many AVP definitions");
     out_.avps.push_back(std::move(d));
     return ok_status();
@@ -371,13 +378,13 @@ class FileParser {
     e.file = src_.name;
     e.line = kw.line;
     e.col = kw.col;
-    if (!on_line(kw)) return error(peek(), "enum: expected <AvpName> <ValueName> <Number>");
+    if (!on_line(kw)) return error(kw, "enum: expected <AvpName> <ValueName> <Number>");
     auto a = name(next(), "AVP name");
     if (!a) return a.error();
-    if (!on_line(kw)) return error(peek(), "enum: missing <ValueName>");
+    if (!on_line(kw)) return error(kw, "enum: missing <ValueName>");
     auto v = name(next(), "value name");
     if (!v) return v.error();
-    if (!on_line(kw)) return error(peek(), "enum: missing <Number>");
+    if (!on_line(kw)) return error(kw, "enum: missing <Number>");
     const Token& nt = next();
     std::string_view digits = nt.text;
     bool neg = !digits.empty() && digits[0] == '-';
@@ -387,7 +394,7 @@ class FileParser {
         std::from_chars(digits.data(), digits.data() + digits.size(), n).ec != std::errc() ||
         n > 0xffffffffLL)
       return error(nt, "enum: expected a number, found " + describe(nt));
-    TRAWL_TRY(end_of_directive(kw), src_.name);
+    DICT_TRY(end_of_directive(kw));
     e.avp = *a;
     e.value_name = *v;
     e.value = neg ? -n : n;
@@ -401,12 +408,12 @@ class FileParser {
     const Token& open = next();
     auto nm = name(next(), "a command or grouped AVP name");
     if (!nm) return nm.error();
-    TRAWL_TRY(expect_punct(">", "after the definition name"), src_.name);
+    DICT_TRY(expect_punct(">", "after the definition name"));
     if (peek().kind != Token::Kind::kDefine)
       return error(peek(), "expected '::=' after <" + *nm + ">, found " + describe(peek()));
     next();
     const Token& h_open = peek();
-    TRAWL_TRY(expect_punct("<", "to open the header"), src_.name);
+    DICT_TRY(expect_punct("<", "to open the header"));
     const Token& kind = next();
     PendingGrammar body;
     body.file = src_.name;
@@ -423,7 +430,7 @@ class FileParser {
       const Token& h = next();
       if (!(h.kind == Token::Kind::kWord && eq(h.text, "Header")))
         return error(h, "expected 'Diameter Header:', found " + describe(h));
-      TRAWL_TRY(expect_punct(":", "after 'Diameter Header'"), src_.name);
+      DICT_TRY(expect_punct(":", "after 'Diameter Header'"));
       PendingCommand c;
       c.def.name = *nm;
       c.def.where = src_.name + ":" + std::to_string(open.line);
@@ -454,7 +461,7 @@ class FileParser {
         }
       }
       next();  // '>'
-      TRAWL_TRY(rules(body), src_.name);
+      DICT_TRY(rules(body));
       c.body = std::move(body);
       out_.commands.push_back(std::move(c));
       return ok_status();
@@ -475,7 +482,7 @@ class FileParser {
                    "expected 'Diameter Header:' or 'AVP Header:' after '<', found " +
                        describe(kind) + " (header opened at " + std::to_string(h_open.line) +
                        ":" + std::to_string(h_open.col) + ")");
-    TRAWL_TRY(expect_punct(":", "after 'AVP Header'"), src_.name);
+    DICT_TRY(expect_punct(":", "after 'AVP Header'"));
     PendingGrouped g;
     g.name = *nm;
     auto code = number(next(), "AVP code");
@@ -488,8 +495,8 @@ class FileParser {
       g.has_vendor = true;
       g.vendor = *v;
     }
-    TRAWL_TRY(expect_punct(">", "to close the AVP header"), src_.name);
-    TRAWL_TRY(rules(body), src_.name);
+    DICT_TRY(expect_punct(">", "to close the AVP header"));
+    DICT_TRY(rules(body));
     g.body = std::move(body);
     out_.grouped.push_back(std::move(g));
     return ok_status();
