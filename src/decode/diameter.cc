@@ -162,7 +162,8 @@ class Validator {
   void walk(std::span<const uint8_t> data, const Grammar* grammar, std::string_view owner,
             int depth, DiameterSummary* top) {
     // Occurrences per rule; grammars have at most 256 rules (dictionary limit).
-    std::array<uint16_t, 256> counts{};
+    std::array<uint16_t, 256> counts;  // NOLINT: only the first rules.size() are used
+    if (grammar) std::fill_n(counts.begin(), grammar->rules.size(), uint16_t{0});
     int last_fixed = -1;
     bool seen_other = false;
     DiameterAvpReader reader(data);
@@ -305,11 +306,27 @@ std::string rfc3339(uint64_t ts_ns) {
   std::time_t secs = static_cast<std::time_t>(ts_ns / 1000000000ULL);
   std::tm tm{};
   gmtime_r(&secs, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09uZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<unsigned>(ts_ns % 1000000000ULL));
-  return buf;
+  // "YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ", formatted by hand (hot: once per record).
+  char buf[32];
+  auto put = [&](size_t at, unsigned v, size_t width) {
+    for (size_t i = width; i-- > 0; v /= 10) buf[at + i] = static_cast<char>('0' + v % 10);
+  };
+  unsigned year = static_cast<unsigned>(std::clamp(tm.tm_year + 1900, 0, 9999));
+  put(0, year, 4);
+  buf[4] = '-';
+  put(5, static_cast<unsigned>(tm.tm_mon + 1), 2);
+  buf[7] = '-';
+  put(8, static_cast<unsigned>(tm.tm_mday), 2);
+  buf[10] = 'T';
+  put(11, static_cast<unsigned>(tm.tm_hour), 2);
+  buf[13] = ':';
+  put(14, static_cast<unsigned>(tm.tm_min), 2);
+  buf[16] = ':';
+  put(17, static_cast<unsigned>(tm.tm_sec), 2);
+  buf[19] = '.';
+  put(20, static_cast<unsigned>(ts_ns % 1000000000ULL), 9);
+  buf[29] = 'Z';
+  return std::string(buf, 30);
 }
 
 nlohmann::json text_or_null(std::string_view s) {
@@ -470,11 +487,15 @@ void DiameterTracker::on_message(Connection& c, bool from_a, std::span<const uin
     p.hop_by_hop = h.hop_by_hop;
     p.end_to_end = h.end_to_end;
     p.command = sum.command;
-    p.session_id = sum.session_id;
-    p.origin_host = sum.origin_host;
-    p.origin_realm = sum.origin_realm;
-    p.destination_host = sum.destination_host;
-    p.destination_realm = sum.destination_realm;
+    std::string_view fields[] = {sum.session_id, sum.origin_host, sum.origin_realm,
+                                 sum.destination_host, sum.destination_realm};
+    size_t n = 0;
+    for (std::string_view f : fields) n += f.size();
+    p.text.reserve(n);
+    for (size_t i = 0; i < 5; ++i) {
+      p.text.append(fields[i]);
+      p.ends[i] = static_cast<uint32_t>(p.text.size());
+    }
     p.anomalies = msg.anomalies;
     p.details = std::move(details);
     if (pending.size() >= options_.max_pending_per_connection) {
@@ -506,74 +527,64 @@ void DiameterTracker::emit(const Connection& c, bool req_from_a, const Pending* 
                            const DiameterMessage* ans, const DiameterSummary* ans_sum,
                            uint64_t ans_ts_ns, DiameterAnomalies extra,
                            const std::vector<std::string>* ans_details) {
-  nlohmann::json j;
-  j["type"] = "diameter";
+  using nlohmann::json;
   uint64_t ts = req ? req->ts_ns : ans_ts_ns;
-  j["ts"] = rfc3339(ts);
-  j["ts_ns"] = ts;
-  j["transport"] = c.sctp ? "sctp" : "tcp";
-  j["status"] = !req ? "unsolicited" : ans ? "answered" : "unanswered";
-  j["client"] = c.addr[req_from_a];
-  j["server"] = c.addr[!req_from_a];
   uint32_t code = req ? req->command_code : ans->header.command_code;
   uint32_t app = req ? req->application_id : ans->header.application_id;
   const CommandDef* cmd = req ? req->command : ans_sum->command;
-  j["command_code"] = code;
-  j["command"] = cmd ? nlohmann::json(cmd->name) : nlohmann::json(nullptr);
-  j["application_id"] = app;
   std::string_view app_name = dict_.application_name(app);
-  j["application"] = app_name.empty() ? nlohmann::json(nullptr) : nlohmann::json(app_name);
-  j["hop_by_hop"] = req ? req->hop_by_hop : ans->header.hop_by_hop;
-  j["end_to_end"] = req ? req->end_to_end : ans->header.end_to_end;
-  if (req) {
-    j["session_id"] = text_or_null(req->session_id);
-    j["origin_host"] = text_or_null(req->origin_host);
-    j["origin_realm"] = text_or_null(req->origin_realm);
-    j["destination_host"] = text_or_null(req->destination_host);
-    j["destination_realm"] = text_or_null(req->destination_realm);
-  } else {
-    j["session_id"] = text_or_null(ans_sum->session_id);
-    j["origin_host"] = nullptr;
-    j["origin_realm"] = nullptr;
-    j["destination_host"] = nullptr;
-    j["destination_realm"] = nullptr;
-  }
-  j["answer_origin_host"] = ans ? text_or_null(ans_sum->origin_host) : nlohmann::json(nullptr);
-  if (req && ans) {
-    j["latency_ms"] = ans_ts_ns >= req->ts_ns
-                          ? static_cast<double>(ans_ts_ns - req->ts_ns) / 1e6
-                          : -static_cast<double>(req->ts_ns - ans_ts_ns) / 1e6;
-  } else {
-    j["latency_ms"] = nullptr;
-  }
-  j["result_code"] = nullptr;
-  j["experimental_result_code"] = nullptr;
-  j["experimental_result_vendor"] = nullptr;
-  j["result_class"] = nullptr;
-  j["error_bit"] = nullptr;
-  if (ans) {
-    if (ans_sum->result_code) j["result_code"] = *ans_sum->result_code;
-    if (ans_sum->experimental_result_code) {
-      j["experimental_result_code"] = *ans_sum->experimental_result_code;
-      j["experimental_result_vendor"] = ans_sum->experimental_result_vendor;
-    }
-    auto effective = ans_sum->result_code ? ans_sum->result_code : ans_sum->experimental_result_code;
-    j["result_class"] = effective ? result_class(*effective) : "unknown";
-    j["error_bit"] = ans->header.error();
-  }
+  std::optional<uint32_t> effective;
+  if (ans) effective = ans_sum->result_code ? ans_sum->result_code : ans_sum->experimental_result_code;
+
   DiameterAnomalies all = extra;
   if (req) all.merge(req->anomalies);
   if (ans) all.merge(ans->anomalies);
-  nlohmann::json names = nlohmann::json::array();
+  json names = json::array();
   for (unsigned i = 0; i < static_cast<unsigned>(DiameterAnomaly::kCount); ++i)
     if (all.bits & (1u << i)) names.push_back(diameter_anomaly_name(static_cast<DiameterAnomaly>(i)));
-  j["anomalies"] = std::move(names);
-  nlohmann::json details = nlohmann::json::array();
+  json details = json::array();
   if (req)
     for (const std::string& d : req->details) details.push_back("request: " + d);
   if (ans_details)
     for (const std::string& d : *ans_details) details.push_back("answer: " + d);
-  j["anomaly_details"] = std::move(details);
+
+  // Keys in sorted order with end() hints: the object's std::map then
+  // appends without comparing keys (this runs once per transaction).
+  json j(json::value_t::object);
+  json::object_t& o = *j.get_ptr<json::object_t*>();
+  auto put = [&](const char* key, json&& v) { o.emplace_hint(o.end(), key, std::move(v)); };
+  put("anomalies", std::move(names));
+  put("anomaly_details", std::move(details));
+  put("answer_origin_host", ans ? text_or_null(ans_sum->origin_host) : json(nullptr));
+  put("application", app_name.empty() ? json(nullptr) : json(app_name));
+  put("application_id", app);
+  put("client", c.addr[req_from_a]);
+  put("command", cmd ? json(cmd->name) : json(nullptr));
+  put("command_code", code);
+  put("destination_host", req ? text_or_null(req->field(3)) : json(nullptr));
+  put("destination_realm", req ? text_or_null(req->field(4)) : json(nullptr));
+  put("end_to_end", req ? req->end_to_end : ans->header.end_to_end);
+  put("error_bit", ans ? json(ans->header.error()) : json(nullptr));
+  bool exp = ans && ans_sum->experimental_result_code;
+  put("experimental_result_code", exp ? json(*ans_sum->experimental_result_code) : json(nullptr));
+  put("experimental_result_vendor", exp ? json(ans_sum->experimental_result_vendor) : json(nullptr));
+  put("hop_by_hop", req ? req->hop_by_hop : ans->header.hop_by_hop);
+  json latency(nullptr);
+  if (req && ans)
+    latency = ans_ts_ns >= req->ts_ns ? static_cast<double>(ans_ts_ns - req->ts_ns) / 1e6
+                                      : -static_cast<double>(req->ts_ns - ans_ts_ns) / 1e6;
+  put("latency_ms", std::move(latency));
+  put("origin_host", req ? text_or_null(req->field(1)) : json(nullptr));
+  put("origin_realm", req ? text_or_null(req->field(2)) : json(nullptr));
+  put("result_class", !ans ? json(nullptr) : json(effective ? result_class(*effective) : "unknown"));
+  put("result_code", ans && ans_sum->result_code ? json(*ans_sum->result_code) : json(nullptr));
+  put("server", c.addr[!req_from_a]);
+  put("session_id", text_or_null(req ? req->field(0) : ans_sum->session_id));
+  put("status", !req ? "unsolicited" : ans ? "answered" : "unanswered");
+  put("transport", c.sctp ? "sctp" : "tcp");
+  put("ts", rfc3339(ts));
+  put("ts_ns", ts);
+  put("type", "diameter");
   sink_(std::move(j));
 }
 

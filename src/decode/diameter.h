@@ -182,7 +182,13 @@ class DiameterTracker {
     uint32_t application_id = 0;
     uint32_t hop_by_hop = 0, end_to_end = 0;
     const CommandDef* command = nullptr;
-    std::string session_id, origin_host, origin_realm, destination_host, destination_realm;
+    // Session-Id, Origin-Host, Origin-Realm, Destination-Host,
+    // Destination-Realm back to back in one allocation; field(i) views them.
+    std::string text;
+    std::array<uint32_t, 6> ends{};
+    std::string_view field(size_t i) const {
+      return std::string_view(text).substr(i ? ends[i - 1] : 0, ends[i] - (i ? ends[i - 1] : 0));
+    }
     DiameterAnomalies anomalies;
     std::vector<std::string> details;
   };
