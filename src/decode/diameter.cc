@@ -122,12 +122,10 @@ bool length_fits_type(AvpType t, std::span<const uint8_t> d) {
     case AvpType::kUnsigned32:
     case AvpType::kFloat32:
     case AvpType::kEnumerated:
-    case AvpType::kTime:
-      return d.size() == 4;
+    case AvpType::kTime: return d.size() == 4;
     case AvpType::kInteger64:
     case AvpType::kUnsigned64:
-    case AvpType::kFloat64:
-      return d.size() == 8;
+    case AvpType::kFloat64: return d.size() == 8;
     case AvpType::kAddress: {
       if (d.size() < 2) return false;
       uint16_t family = static_cast<uint16_t>((d[0] << 8) | d[1]);
@@ -135,8 +133,7 @@ bool length_fits_type(AvpType t, std::span<const uint8_t> d) {
       if (family == 2) return d.size() == 18;
       return true;
     }
-    default:
-      return true;
+    default: return true;
   }
 }
 
@@ -427,7 +424,9 @@ size_t DiameterTracker::drain(Connection& c, bool from_a, std::span<const uint8_
         if (plausible_header(rest.subspan(k), options_.max_message_bytes)) break;
       if (k + kDiameterHeaderBytes > rest.size()) {
         // Keep a possible header start for the next call.
-        return pos + (rest.size() > kDiameterHeaderBytes - 1 ? rest.size() - (kDiameterHeaderBytes - 1) : 0);
+        return pos + (rest.size() > kDiameterHeaderBytes - 1
+                          ? rest.size() - (kDiameterHeaderBytes - 1)
+                          : 0);
       }
       pos += k;
       dir.resync = false;
@@ -534,14 +533,16 @@ void DiameterTracker::emit(const Connection& c, bool req_from_a, const Pending* 
   const CommandDef* cmd = req ? req->command : ans_sum->command;
   std::string_view app_name = dict_.application_name(app);
   std::optional<uint32_t> effective;
-  if (ans) effective = ans_sum->result_code ? ans_sum->result_code : ans_sum->experimental_result_code;
+  if (ans)
+    effective = ans_sum->result_code ? ans_sum->result_code : ans_sum->experimental_result_code;
 
   DiameterAnomalies all = extra;
   if (req) all.merge(req->anomalies);
   if (ans) all.merge(ans->anomalies);
   json names = json::array();
   for (unsigned i = 0; i < static_cast<unsigned>(DiameterAnomaly::kCount); ++i)
-    if (all.bits & (1u << i)) names.push_back(diameter_anomaly_name(static_cast<DiameterAnomaly>(i)));
+    if (all.bits & (1u << i))
+      names.push_back(diameter_anomaly_name(static_cast<DiameterAnomaly>(i)));
   json details = json::array();
   if (req)
     for (const std::string& d : req->details) details.push_back("request: " + d);
@@ -567,7 +568,8 @@ void DiameterTracker::emit(const Connection& c, bool req_from_a, const Pending* 
   put("error_bit", ans ? json(ans->header.error()) : json(nullptr));
   bool exp = ans && ans_sum->experimental_result_code;
   put("experimental_result_code", exp ? json(*ans_sum->experimental_result_code) : json(nullptr));
-  put("experimental_result_vendor", exp ? json(ans_sum->experimental_result_vendor) : json(nullptr));
+  put("experimental_result_vendor",
+      exp ? json(ans_sum->experimental_result_vendor) : json(nullptr));
   put("hop_by_hop", req ? req->hop_by_hop : ans->header.hop_by_hop);
   json latency(nullptr);
   if (req && ans)
@@ -576,7 +578,8 @@ void DiameterTracker::emit(const Connection& c, bool req_from_a, const Pending* 
   put("latency_ms", std::move(latency));
   put("origin_host", req ? text_or_null(req->field(1)) : json(nullptr));
   put("origin_realm", req ? text_or_null(req->field(2)) : json(nullptr));
-  put("result_class", !ans ? json(nullptr) : json(effective ? result_class(*effective) : "unknown"));
+  put("result_class",
+      !ans ? json(nullptr) : json(effective ? result_class(*effective) : "unknown"));
   put("result_code", ans && ans_sum->result_code ? json(*ans_sum->result_code) : json(nullptr));
   put("server", c.addr[!req_from_a]);
   put("session_id", text_or_null(req ? req->field(0) : ans_sum->session_id));

@@ -15,6 +15,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
 #include <string>
@@ -22,8 +23,6 @@
 #include <unordered_map>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "decode/diameter_dictionary.h"
 
@@ -91,7 +90,7 @@ struct DiameterHeader {
 struct DiameterAvp {
   uint32_t code = 0;
   uint8_t flags = 0;
-  uint32_t vendor = 0;  // 0 when the V bit is clear
+  uint32_t vendor = 0;            // 0 when the V bit is clear
   std::span<const uint8_t> data;  // without padding
 };
 
@@ -112,8 +111,8 @@ class DiameterAvpReader {
 
 struct DiameterMessage {
   DiameterHeader header;
-  bool header_ok = false;            // all 20 header bytes were present
-  std::span<const uint8_t> avps;     // AVP area: header length or input end, whichever is first
+  bool header_ok = false;         // all 20 header bytes were present
+  std::span<const uint8_t> avps;  // AVP area: header length or input end, whichever is first
   DiameterAnomalies anomalies;
 };
 
@@ -142,9 +141,9 @@ DiameterSummary validate_diameter(DiameterMessage& msg, const DiameterDictionary
 
 // The seam to the transport layer (TCP reassembly / SCTP) of `trawl analyze`.
 struct DiameterSegment {
-  uint64_t conn_id = 0;   // one TCP connection / SCTP association, both directions
-  bool from_a = false;    // direction within the connection
-  std::string_view src;   // "ip:port", IPv6 in brackets
+  uint64_t conn_id = 0;  // one TCP connection / SCTP association, both directions
+  bool from_a = false;   // direction within the connection
+  std::string_view src;  // "ip:port", IPv6 in brackets
   std::string_view dst;
   bool sctp = false;
   uint64_t ts_ns = 0;
@@ -157,7 +156,7 @@ class DiameterTracker {
  public:
   using Sink = std::function<void(nlohmann::json&&)>;
   struct Options {
-    size_t max_message_bytes = 1 << 20;          // longer: kMessageTooLong + resync
+    size_t max_message_bytes = 1 << 20;           // longer: kMessageTooLong + resync
     size_t max_pending_per_connection = 1 << 16;  // outstanding requests
   };
 
@@ -165,9 +164,10 @@ class DiameterTracker {
   DiameterTracker(const DiameterDictionary& dict, Sink sink, Options options);
 
   void on_data(const DiameterSegment& seg);
-  void on_gap(uint64_t conn_id, bool from_a);  // TCP bytes lost: resync at the next plausible header
-  void on_close(uint64_t conn_id);              // report the connection's unanswered requests
-  void finish();                                // end of input: report everything still open
+  void on_gap(uint64_t conn_id,
+              bool from_a);         // TCP bytes lost: resync at the next plausible header
+  void on_close(uint64_t conn_id);  // report the connection's unanswered requests
+  void finish();                    // end of input: report everything still open
 
   // (name, count) of every anomaly seen at least once, by name. Message
   // anomalies count once per message in which they occur.
@@ -199,7 +199,7 @@ class DiameterTracker {
   struct Connection {
     std::string addr[2];  // [0] = side B, [1] = side A
     bool sctp = false;
-    Direction dir[2];     // indexed by from_a
+    Direction dir[2];                                  // indexed by from_a
     std::unordered_map<uint64_t, Pending> pending[2];  // requests sent by side [from_a]
   };
 

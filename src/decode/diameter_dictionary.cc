@@ -10,13 +10,12 @@
 #include <fstream>
 #include <map>
 #include <optional>
-#include <set>
 #include <sstream>
 
 // Propagates an error that already names file:line:column.
-#define DICT_TRY(expr)                                    \
-  do {                                                    \
-    auto dict_try_r_ = (expr);                            \
+#define DICT_TRY(expr)                                            \
+  do {                                                            \
+    auto dict_try_r_ = (expr);                                    \
     if (!dict_try_r_.ok()) return std::move(dict_try_r_).error(); \
   } while (0)
 
@@ -188,11 +187,11 @@ class FileParser {
         t.text = std::string_view(s).substr(i, j - i);
         i = j;
       } else {
-        return Error(src_.name + ":" + std::to_string(t.line) + ":" + std::to_string(t.col) +
-                     ": unexpected character '" +
-                     (std::isprint(static_cast<unsigned char>(c)) ? std::string(1, c)
-                                                                  : "\\x" + hex(c)) +
-                     "'");
+        return Error(
+            src_.name + ":" + std::to_string(t.line) + ":" + std::to_string(t.col) +
+            ": unexpected character '" +
+            (std::isprint(static_cast<unsigned char>(c)) ? std::string(1, c) : "\\x" + hex(c)) +
+            "'");
       }
       tokens_.push_back(t);
     }
@@ -290,7 +289,7 @@ class FileParser {
     if (!on_line(kw)) return error(kw, "application: expected a name after the id");
     auto nm = name(next(), "application name");
     if (!nm) return nm.error();
-    if (on_line(kw)) return end_of_directive(kw);
+    DICT_TRY(end_of_directive(kw));
     out_.applications.push_back({*id, *nm});
     current_app_ = *id;
     return ok_status();
@@ -304,8 +303,8 @@ class FileParser {
     for (char c : t.text) {
       uint8_t bit = c == 'V' ? kAvpFlagV : c == 'M' ? kAvpFlagM : c == 'P' ? kAvpFlagP : 0;
       if (bit == 0 || (f & bit))
-        return error(t, "bad AVP flags '" + std::string(t.text) +
-                            "' (letters of VMP, each once, or '-')");
+        return error(
+            t, "bad AVP flags '" + std::string(t.text) + "' (letters of VMP, each once, or '-')");
       f |= bit;
     }
     return f;
@@ -338,7 +337,8 @@ class FileParser {
       auto it = vt.kind == Token::Kind::kWord ? out_.vendors.find(std::string(vt.text))
                                               : out_.vendors.end();
       if (it == out_.vendors.end())
-        return error(vt, "unknown vendor " + describe(vt) + " (declare it with 'vendor <id> <Name>')");
+        return error(vt,
+                     "unknown vendor " + describe(vt) + " (declare it with 'vendor <id> <Name>')");
       d.vendor = it->second;
     }
     DICT_TRY(need("<Type>"));
@@ -420,8 +420,7 @@ class FileParser {
     body.line = open.line;
     body.col = open.col;
     auto eq = [](std::string_view a, std::string_view b) {
-      return a.size() == b.size() &&
-             std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+      return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
                return std::tolower(static_cast<unsigned char>(x)) ==
                       std::tolower(static_cast<unsigned char>(y));
              });
@@ -445,10 +444,14 @@ class FileParser {
         bool comma = is_punct(peek(), ",");
         if (comma) next();
         const Token& f = next();
-        if (f.kind == Token::Kind::kWord && (f.text == "REQ" || f.text == "PXY" || f.text == "ERR")) {
+        if (f.kind == Token::Kind::kWord &&
+            (f.text == "REQ" || f.text == "PXY" || f.text == "ERR")) {
           if (!comma) return error(f, "expected ',' before " + describe(f));
-          bool& bit = f.text == "REQ" ? c.def.request : f.text == "PXY" ? c.def.proxiable : c.def.error;
-          if (bit || have_app) return error(f, describe(f) + " repeated or after the application id");
+          bool& bit = f.text == "REQ"   ? c.def.request
+                      : f.text == "PXY" ? c.def.proxiable
+                                        : c.def.error;
+          if (bit || have_app)
+            return error(f, describe(f) + " repeated or after the application id");
           bit = true;
         } else if (f.kind == Token::Kind::kWord && all_digits(f.text) && !have_app) {
           auto app = number(f, "application id");
@@ -478,10 +481,9 @@ class FileParser {
       avp_header = true;
     }
     if (!avp_header)
-      return error(kind.kind == Token::Kind::kEnd ? kind : kind,
-                   "expected 'Diameter Header:' or 'AVP Header:' after '<', found " +
-                       describe(kind) + " (header opened at " + std::to_string(h_open.line) +
-                       ":" + std::to_string(h_open.col) + ")");
+      return error(kind, "expected 'Diameter Header:' or 'AVP Header:' after '<', found " +
+                             describe(kind) + " (header opened at " + std::to_string(h_open.line) +
+                             ":" + std::to_string(h_open.col) + ")");
     DICT_TRY(expect_punct(":", "after 'AVP Header'"));
     PendingGrouped g;
     g.name = *nm;
@@ -514,7 +516,8 @@ class FileParser {
       bool starts_rule = is_punct(t, "*") || is_punct(t, "<") || is_punct(t, "{") ||
                          is_punct(t, "[") || (t.kind == Token::Kind::kWord && all_digits(t.text));
       if (!starts_rule || at_new_definition()) break;
-      if (body.rules.size() >= kMaxRulesPerGrammar) return error(t, "too many rules in one definition");
+      if (body.rules.size() >= kMaxRulesPerGrammar)
+        return error(t, "too many rules in one definition");
       auto r = rule();
       if (!r) return r.error();
       body.rules.push_back(std::move(*r));
@@ -691,7 +694,8 @@ class DictionaryBuilder {
         int idx = -1;
         if (r.name == "AVP") {
           if (g.wildcard_rule >= 0)
-            return Error(at(p.file, r.line, r.col) + ": 'AVP' listed twice in " + std::string(owner));
+            return Error(at(p.file, r.line, r.col) + ": 'AVP' listed twice in " +
+                         std::string(owner));
           g.wildcard_rule = static_cast<int>(g.rules.size());
         } else {
           auto it = by_name.find(r.name);
@@ -732,8 +736,7 @@ class DictionaryBuilder {
                      " defined twice");
       auto g = link(p.body, p.name);
       if (!g) return g.error();
-      // link() may have reallocated nothing in avps_, so `a` is still valid.
-      a.grammar = *g;
+      a.grammar = *g;  // link() appends to grammars_ only: `a` is still valid
     }
 
     d.command_table_.assign(table_size(c.commands.size()), {});
@@ -749,8 +752,7 @@ class DictionaryBuilder {
       if (!g) return g.error();
       p.def.grammar = *g;
       if (p.def.name == "answer-message") {
-        if (d.error_answer_ >= 0)
-          return Error(p.def.where + ": answer-message defined twice");
+        if (d.error_answer_ >= 0) return Error(p.def.where + ": answer-message defined twice");
         d.commands_.push_back(std::move(p.def));
         d.error_answer_ = static_cast<int>(d.commands_.size() - 1);
         continue;

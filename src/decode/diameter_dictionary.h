@@ -74,9 +74,9 @@ struct AvpDef {
   uint32_t code = 0;
   uint32_t vendor = 0;
   AvpType type = AvpType::kOctetString;
-  uint8_t must = 0, may = 0, must_not = 0;  // kAvpFlag* bits
+  uint8_t must = 0, may = 0, must_not = 0;              // kAvpFlag* bits
   std::vector<std::pair<int64_t, std::string>> values;  // Enumerated names
-  int grammar = -1;  // index into grammars() for Grouped AVPs with a grammar
+  int grammar = -1;   // index into grammars() for Grouped AVPs with a grammar
   std::string where;  // "file:line" of the definition
 };
 
@@ -120,7 +120,7 @@ class DiameterDictionary {
     return error_answer_ < 0 ? nullptr : &commands_[static_cast<size_t>(error_answer_)];
   }
   const Grammar& grammar(int index) const { return grammars_[static_cast<size_t>(index)]; }
-  std::string_view application_name(uint32_t id) const;  // "" if unknown
+  std::string_view application_name(uint32_t id) const;                // "" if unknown
   std::string_view enum_name(const AvpDef& def, int64_t value) const;  // "" if none
 
   const std::vector<AvpDef>& avps() const { return avps_; }
@@ -133,8 +133,8 @@ class DiameterDictionary {
   std::vector<Grammar> grammars_;
   std::vector<ApplicationDef> applications_;
   int error_answer_ = -1;
-  // Open addressing, power-of-two sizes, key 0 reserved as "empty" by
-  // storing key+1 semantics in the slot's index (-1 = empty).
+  // Open addressing with linear probing, power-of-two sizes, at most half
+  // full; a slot with index -1 is empty.
   struct Slot {
     uint64_t key = 0;
     int32_t index = -1;

@@ -28,10 +28,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   DiameterTracker::Options opts;
   opts.max_message_bytes = 4096;
   opts.max_pending_per_connection = 16;
-  DiameterTracker t(*dict, [&](nlohmann::json&& j) {
-    (void)j.dump();  // must always serialise
-    ++records;
-  }, opts);
+  DiameterTracker t(
+      *dict,
+      [&](nlohmann::json&& j) {
+        (void)j.dump();  // must always serialise
+        ++records;
+      },
+      opts);
   bool sctp = mode & 0x80;
   size_t chunk = (mode & 0x3f) + 1;
   bool from_a = true;

@@ -36,7 +36,8 @@ inline Bytes text(std::string_view s) { return Bytes(s.begin(), s.end()); }
 inline Bytes avp_u32(uint32_t code, uint32_t v, uint8_t flags = kAvpFlagM, uint32_t vendor = 0) {
   return avp(code, u32(v), flags, vendor);
 }
-inline Bytes avp_str(uint32_t code, std::string_view s, uint8_t flags = kAvpFlagM, uint32_t vendor = 0) {
+inline Bytes avp_str(uint32_t code, std::string_view s, uint8_t flags = kAvpFlagM,
+                     uint32_t vendor = 0) {
   return avp(code, text(s), flags, vendor);
 }
 inline Bytes cat(std::initializer_list<Bytes> parts) {
@@ -44,8 +45,8 @@ inline Bytes cat(std::initializer_list<Bytes> parts) {
   for (const Bytes& p : parts) out.insert(out.end(), p.begin(), p.end());
   return out;
 }
-inline Bytes avp_group(uint32_t code, std::initializer_list<Bytes> members, uint8_t flags = kAvpFlagM,
-                       uint32_t vendor = 0) {
+inline Bytes avp_group(uint32_t code, std::initializer_list<Bytes> members,
+                       uint8_t flags = kAvpFlagM, uint32_t vendor = 0) {
   return avp(code, cat(members), flags, vendor);
 }
 inline Bytes message(uint32_t code, uint8_t flags, uint32_t app, uint32_t hbh, uint32_t e2e,

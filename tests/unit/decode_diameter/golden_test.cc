@@ -39,7 +39,8 @@ bool have_tshark() { return std::system("tshark -v >/dev/null 2>&1") == 0; }
 
 std::vector<uint8_t> unhex(const std::string& h) {
   std::vector<uint8_t> out;
-  for (size_t i = 0; i + 1 < h.size(); i += 2) out.push_back(static_cast<uint8_t>(std::stoul(h.substr(i, 2), nullptr, 16)));
+  for (size_t i = 0; i + 1 < h.size(); i += 2)
+    out.push_back(static_cast<uint8_t>(std::stoul(h.substr(i, 2), nullptr, 16)));
   return out;
 }
 
@@ -136,8 +137,8 @@ TEST_P(DiameterGolden, MatchesTshark) {
   std::map<uint64_t, std::string> side_a;
   // Answer bytes by (cmd, hbh, occurrence) for the nested Result-Code check.
   std::multimap<std::pair<uint32_t, uint32_t>, std::vector<uint32_t>> answer_codes;
-  json packets = json::parse(run("tshark -r '" + file.string() +
-                                 "' -Y diameter -T json -x --no-duplicate-keys"));
+  json packets = json::parse(
+      run("tshark -r '" + file.string() + "' -Y diameter -T json -x --no-duplicate-keys"));
   size_t messages = 0;
   for (const json& pkt : packets) {
     const json& layers = pkt["_source"]["layers"];
@@ -154,8 +155,8 @@ TEST_P(DiameterGolden, MatchesTshark) {
     std::string src = src_ip + ":" + field(l4, is_sctp ? "sctp.srcport" : "tcp.srcport");
     std::string dst = dst_ip + ":" + field(l4, is_sctp ? "sctp.dstport" : "tcp.dstport");
     auto key = std::minmax(src, dst);
-    auto [it, fresh] = conn_ids.emplace(std::pair{key.first + (is_sctp ? "/sctp" : "/tcp"), key.second},
-                                        conn_ids.size() + 1);
+    auto [it, fresh] = conn_ids.emplace(
+        std::pair{key.first + (is_sctp ? "/sctp" : "/tcp"), key.second}, conn_ids.size() + 1);
     uint64_t conn = it->second;
     if (fresh) side_a[conn] = src;
     auto raw = layers.find("diameter_raw");
@@ -237,9 +238,11 @@ TEST_P(DiameterGolden, MatchesTshark) {
       answer_codes.erase(codes);
       EXPECT_EQ(ours, t.result_codes) << rec.dump();
       if (rec["result_code"].is_null()) {
-        EXPECT_TRUE(t.result_codes.empty() || t.result_codes.find(',') != std::string::npos) << rec.dump();
+        EXPECT_TRUE(t.result_codes.empty() || t.result_codes.find(',') != std::string::npos)
+            << rec.dump();
       } else {
-        EXPECT_NE(("," + t.result_codes + ",").find("," + std::to_string(rec["result_code"].get<uint32_t>()) + ","),
+        EXPECT_NE(("," + t.result_codes + ",")
+                      .find("," + std::to_string(rec["result_code"].get<uint32_t>()) + ","),
                   std::string::npos)
             << rec.dump();
       }
@@ -263,18 +266,17 @@ TEST_P(DiameterGolden, MatchesTshark) {
 
 INSTANTIATE_TEST_SUITE_P(
     Captures, DiameterGolden,
-    ::testing::Values(Capture{"diameter/ndpi_diameter_ccr_cca.pcap", {}},
-                      Capture{"diameter/pypacker_diameter_cea.pcap", {}},
-                      // Gx Supported-Features without { Vendor-Id } (TS 29.229
-                      // 6.3.29) in 10 CCRs and their 10 CCAs.
-                      Capture{"diameter/open5gs_testattach.pcapng",
-                              {{"diameter.missing_required_avp", 20}}},
-                      // One Gx CCA carries Redirect-Server (RFC 4006) holding only
-                      // Redirect-Support, which belongs in Redirect-Information.
-                      Capture{"diameter/magma_gx_gy_combined_03.pcapng",
-                              {{"diameter.avp_not_allowed", 1},
-                               {"diameter.missing_required_avp", 1}}},
-                      Capture{"sip_rtp/open5gs_volte.pcapng", {}}),
+    ::testing::Values(
+        Capture{"diameter/ndpi_diameter_ccr_cca.pcap", {}},
+        Capture{"diameter/pypacker_diameter_cea.pcap", {}},
+        // Gx Supported-Features without { Vendor-Id } (TS 29.229
+        // 6.3.29) in 10 CCRs and their 10 CCAs.
+        Capture{"diameter/open5gs_testattach.pcapng", {{"diameter.missing_required_avp", 20}}},
+        // One Gx CCA carries Redirect-Server (RFC 4006) holding only
+        // Redirect-Support, which belongs in Redirect-Information.
+        Capture{"diameter/magma_gx_gy_combined_03.pcapng",
+                {{"diameter.avp_not_allowed", 1}, {"diameter.missing_required_avp", 1}}},
+        Capture{"sip_rtp/open5gs_volte.pcapng", {}}),
     [](const ::testing::TestParamInfo<Capture>& info) {
       std::string n = fs::path(info.param.path).stem().string();
       for (char& c : n)

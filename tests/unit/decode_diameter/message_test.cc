@@ -142,7 +142,8 @@ TEST(DiameterValidate, GrammarAnomalies) {
   // Unknown AVP with the M bit (and without: fine, DWR has * [ AVP ]).
   m = message(280, kCmdFlagR, 0, 1, 1, {avp_str(264, "a"), avp_str(296, "r"), avp_u32(60000, 1)});
   EXPECT_TRUE(validate(m).has(DiameterAnomaly::kUnknownMandatoryAvp));
-  m = message(280, kCmdFlagR, 0, 1, 1, {avp_str(264, "a"), avp_str(296, "r"), avp_u32(60000, 1, 0)});
+  m = message(280, kCmdFlagR, 0, 1, 1,
+              {avp_str(264, "a"), avp_str(296, "r"), avp_u32(60000, 1, 0)});
   EXPECT_TRUE(validate(m).empty());
   // Fixed < Session-Id > not first (STR).
   Bytes str_avps[] = {avp_str(264, "a"), avp_str(296, "r"), avp_str(283, "r"), avp_u32(258, 4),

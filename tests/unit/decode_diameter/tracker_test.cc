@@ -76,8 +76,8 @@ TEST(DiameterTracker, MatchesAnswerToRequestWithFields) {
 TEST(DiameterTracker, ResultClasses) {
   Harness h;
   uint32_t codes[] = {1001, 2002, 3002, 4001, 5012, 7000};
-  const char* classes[] = {"informational", "success", "protocol_error", "transient_failure",
-                           "permanent_failure", "unknown"};
+  const char* classes[] = {"informational",     "success",           "protocol_error",
+                           "transient_failure", "permanent_failure", "unknown"};
   for (uint32_t i = 0; i < 6; ++i) {
     h.send(1, true, dwr(i), i);
     h.send(1, false, dwa(i, 7, codes[i]), i + 1);
@@ -92,12 +92,14 @@ TEST(DiameterTracker, EveryChunkingOfAStreamGivesTheSameRecords) {
   for (size_t chunk = 1; chunk <= stream.size(); chunk += (chunk < 8 ? 1 : 13)) {
     Harness h;
     for (size_t i = 0; i < stream.size(); i += chunk)
-      h.send(7, true, Bytes(stream.begin() + static_cast<ptrdiff_t>(i),
-                            stream.begin() + static_cast<ptrdiff_t>(std::min(stream.size(), i + chunk))),
+      h.send(7, true,
+             Bytes(stream.begin() + static_cast<ptrdiff_t>(i),
+                   stream.begin() + static_cast<ptrdiff_t>(std::min(stream.size(), i + chunk))),
              10);
     for (size_t i = 0; i < answers.size(); i += chunk)
-      h.send(7, false, Bytes(answers.begin() + static_cast<ptrdiff_t>(i),
-                             answers.begin() + static_cast<ptrdiff_t>(std::min(answers.size(), i + chunk))),
+      h.send(7, false,
+             Bytes(answers.begin() + static_cast<ptrdiff_t>(i),
+                   answers.begin() + static_cast<ptrdiff_t>(std::min(answers.size(), i + chunk))),
              20);
     ASSERT_EQ(h.out.size(), 3u) << "chunk " << chunk;
     EXPECT_EQ(h.out[0]["hop_by_hop"], 2);
@@ -133,8 +135,8 @@ TEST(DiameterTracker, UnansweredOnCloseAndUnsolicited) {
 TEST(DiameterTracker, ConnectionsAndDirectionsAreSeparate) {
   Harness h;
   h.send(1, true, dwr(5), 1);
-  h.send(2, true, dwr(5), 2);   // same ids, another connection
-  h.send(1, true, dwa(5), 3);   // answer from the requester's own side: no match
+  h.send(2, true, dwr(5), 2);  // same ids, another connection
+  h.send(1, true, dwa(5), 3);  // answer from the requester's own side: no match
   h.send(2, false, dwa(5), 4);
   ASSERT_EQ(h.out.size(), 2u);
   EXPECT_EQ(h.out[0]["status"], "unsolicited");
@@ -215,7 +217,8 @@ TEST(DiameterTracker, DuplicatesRetransmissionsAndMismatches) {
   EXPECT_EQ(h.out[0]["status"], "unanswered");
   EXPECT_EQ(h.out[0]["anomalies"], json::array({"diameter.duplicate_request"}));
   // Answer with another command code but the same ids.
-  Bytes wrong = message(282, 0, 0, 1, 7, {avp_u32(268, 2001), avp_str(264, "b"), avp_str(296, "r")});
+  Bytes wrong =
+      message(282, 0, 0, 1, 7, {avp_u32(268, 2001), avp_str(264, "b"), avp_str(296, "r")});
   h.send(1, false, wrong, 4);
   ASSERT_EQ(h.out.size(), 2u);
   EXPECT_EQ(h.out[1]["status"], "answered");
@@ -227,7 +230,8 @@ TEST(DiameterTracker, PendingRequestsAreBounded) {
   std::vector<json> out;
   DiameterTracker::Options o;
   o.max_pending_per_connection = 2;
-  DiameterTracker t(dict(), [&](json&& j) { out.push_back(std::move(j)); }, o);
+  DiameterTracker t(
+      dict(), [&](json&& j) { out.push_back(std::move(j)); }, o);
   for (uint32_t i = 0; i < 3; ++i) {
     Bytes m = dwr(i);
     t.on_data({1, true, "a:1", "b:2", false, i, m});
