@@ -83,6 +83,7 @@ int main(int argc, char** argv) {
       {"agent", add_agent_command(app)},
       {"collector", add_collector_command(app)},
       {"pki", add_pki_command(app)},
+      {"analyze", add_analyze_command(app)},
   };
 
   try {
