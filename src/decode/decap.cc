@@ -76,6 +76,11 @@ void Decapsulator::link(uint32_t lt, std::span<const uint8_t> d) {
       if (fam > 0xffff) fam = __builtin_bswap32(fam);
       if (fam == 2) return ipv4(rest(r), 0);
       if (fam == 10 || fam == 24 || fam == 28 || fam == 30) return ipv6(rest(r), 0);
+      // Some writers put an Ethernet type in the low half (big-endian).
+      ByteReader be(d);
+      uint32_t raw = be.u32be();
+      if ((raw & 0xffff) == 0x0800) return ipv4(rest(r), 0);
+      if ((raw & 0xffff) == 0x86dd) return ipv6(rest(r), 0);
       return anomalies_.add("link.null_unknown_family");
     }
     case 108: {  // OpenBSD LOOP: family big-endian
@@ -375,6 +380,12 @@ void Decapsulator::transport(const IpAddr& src, const IpAddr& dst, uint8_t proto
     }
     case 47:
       if (deeper(depth)) gre(d, depth + 1);
+      return;
+    case 1:    // ICMP
+    case 58:   // ICMPv6: handed on (no ports) so tunnel contents can be counted
+      p.payload = d;
+      p.payload_wire_len = wire_len;
+      out_.on_l4(p);
       return;
     case 4:  // IP in IP
       if (deeper(depth)) ipv4(d, depth + 1);

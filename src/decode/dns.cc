@@ -199,10 +199,11 @@ void DnsDecoder::message(std::span<const uint8_t> d, const std::string& src, con
     Key k{src, dst, transport, m.id};
     auto [it, inserted] = pending_.try_emplace(k);
     if (!inserted) {
-      anomalies_.add("dns.retransmitted_query");
-      emit(k, &it->second, nullptr, 0, 0);
+      // A retransmission: latency counts from the first query (as tshark's dns.time).
+      ++it->second.retransmissions;
+      return;
     }
-    it->second = Pending{ts_ns, frame, std::move(m)};
+    it->second = Pending{ts_ns, frame, 0, std::move(m)};
     return;
   }
   Key k{dst, src, transport, m.id};
@@ -231,6 +232,7 @@ void DnsDecoder::emit(const Key& k, const Pending* q, const DnsMessage* resp, ui
     j["query_ts_ns"] = q->ts_ns;
     j["query_ts"] = rfc3339_ns(q->ts_ns);
     if (q->frame) j["query_frame"] = q->frame;
+    j["retransmissions"] = q->retransmissions;
   }
   if (resp) {
     j["response_ts_ns"] = resp_ts;

@@ -73,6 +73,7 @@ class DnsDecoder : public Decoder {
   struct Pending {
     uint64_t ts_ns = 0;
     uint64_t frame = 0;
+    uint32_t retransmissions = 0;
     DnsMessage query;
   };
   // (client, server, transport, id)

@@ -65,6 +65,8 @@ uint32_t dyn_clock_rate(std::string_view name) {
   return best;
 }
 
+bool is_mgcp(const L4Packet& p) { return p.sport == 2427 || p.dport == 2427 || p.sport == 2727 || p.dport == 2727; }
+
 }  // namespace
 
 const char* parse_rtp(std::span<const uint8_t> d, RtpHeader& h) {
@@ -153,6 +155,7 @@ size_t RtpDecoder::ConvKeyHash::operator()(const ConvKey& k) const {
 
 bool RtpDecoder::wants_udp(const L4Packet& p) const {
   if (p.sport == 5060 || p.dport == 5060) return true;  // SIP: SDP tells where media goes
+  if (is_mgcp(p)) return true;                          // MGCP carries SDP too
   return !reserved_port(p.sport) && !reserved_port(p.dport);
 }
 
@@ -165,6 +168,17 @@ void RtpDecoder::on_udp(const L4Packet& p) {
   if (p.sport == 5060 || p.dport == 5060) {
     std::string_view s(reinterpret_cast<const char*>(p.payload.data()), p.payload.size());
     sip_message(s, p.frame_no);
+    return;
+  }
+  if (is_mgcp(p)) {  // MGCP (RFC 3435): an SDP body follows an empty line
+    std::string_view s(reinterpret_cast<const char*>(p.payload.data()), p.payload.size());
+    size_t at = s.find("\r\n\r\n");
+    size_t skip = 4;
+    if (at == std::string_view::npos) {
+      at = s.find("\n\n");
+      skip = 2;
+    }
+    if (at != std::string_view::npos) sdp_body(s.substr(at + skip), p.frame_no);
     return;
   }
   // Announced by SDP? Wireshark's conversation matches the endpoint as
@@ -205,8 +219,11 @@ void RtpDecoder::sip_message(std::string_view msg, uint64_t frame) {
     anomalies_.add("sip.not_sip");  // keep-alives, fragments, garbage on 5060
     return;
   }
-  if (m.body.empty()) return;
-  if (!parse_sdp(m.body, sdp_scratch_)) return;
+  if (!m.body.empty()) sdp_body(m.body, frame);
+}
+
+void RtpDecoder::sdp_body(std::string_view body, uint64_t frame) {
+  if (!parse_sdp(body, sdp_scratch_)) return;
   for (const auto& media : sdp_scratch_) {
     Announced& a = announced_[Endpoint{media.addr, media.port}];
     a.payloads = media.payloads;

@@ -124,6 +124,7 @@ class RtpDecoder : public Decoder {
   };
 
   void sip_message(std::string_view msg, uint64_t frame);
+  void sdp_body(std::string_view body, uint64_t frame);
   void rtp_packet(const L4Packet& p, const RtpHeader& h, const Announced* sdp, const ConvKey& conv);
   void analyse(Stream& s, const L4Packet& p, const RtpHeader& h, uint64_t ext_seq, uint64_t ext_ts);
   void emit(const StreamKey& k, const Stream& s);
