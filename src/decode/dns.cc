@@ -3,6 +3,8 @@
 
 #include <arpa/inet.h>
 
+#include <cstdio>
+
 #include "core/bytes.h"
 
 namespace trawl::decode {
@@ -42,7 +44,18 @@ const char* read_name(std::span<const uint8_t> msg, size_t pos, std::string& out
     total += len + 1;
     if (total > 255) return "dns.name_too_long";
     if (!out.empty()) out += '.';
-    out.append(label);
+    // Bytes that are not printable ASCII become \DDD (RFC 1035 section 5.1),
+    // so names are always valid UTF-8 text.
+    for (char ch : label) {
+      auto c = static_cast<unsigned char>(ch);
+      if (c < 0x20 || c > 0x7e || c == '\\') {
+        char esc[5];
+        std::snprintf(esc, sizeof esc, "\\%03u", c);
+        out += esc;
+      } else {
+        out += ch;
+      }
+    }
     pos += 1 + len;
   }
   if (out.empty()) out = "<Root>";
