@@ -278,9 +278,10 @@ void RtpDecoder::rtp_packet(const L4Packet& p, const RtpHeader& h, const Announc
   analyse(s, p, h, c.ext_seq, c.ext_ts);
 }
 
-// Wireshark's per-packet stream statistics (ui/tap-rtp-analysis.c,
-// rtppacket_analyse), re-derived: times in ms relative to the first frame.
-void RtpDecoder::analyse(Stream& s, const L4Packet& p, const RtpHeader& h, uint64_t ext_seq, uint64_t ext_ts) {
+// Wireshark 4.0's per-packet stream statistics (ui/tap-rtp-analysis.c,
+// rtppacket_analyse), re-derived: times in ms relative to the first frame;
+// timestamps "in sequence" when within 2^31 after the stream's first one.
+void RtpDecoder::analyse(Stream& s, const L4Packet& p, const RtpHeader& h, uint64_t ext_seq, uint64_t) {
   int64_t rel = static_cast<int64_t>(p.ts_ns - time_origin_ns_);
   double current_time = static_cast<double>(rel / 1000000000) * 1000.0 +
                         static_cast<double>(rel % 1000000000) / 1000000.0;
@@ -289,32 +290,47 @@ void RtpDecoder::analyse(Stream& s, const L4Packet& p, const RtpHeader& h, uint6
   if (h.marker) ++s.marker_packets;
   // Duplicates: an extended sequence number seen before (window of 1024).
   if (!s.first) {
-    if (ext_seq > s.stop_seq) {
-      uint64_t adv = ext_seq - s.stop_seq;
+    if (ext_seq > s.max_ext_seq) {
+      uint64_t adv = ext_seq - s.max_ext_seq;
       if (adv >= 1024) s.seen.reset();
       else
-        for (uint64_t q = s.stop_seq + 1; q <= ext_seq; ++q) s.seen.reset(q & 1023);
-    } else if (s.stop_seq - ext_seq < 1024 && s.seen.test(ext_seq & 1023)) {
+        for (uint64_t q = s.max_ext_seq + 1; q <= ext_seq; ++q) s.seen.reset(q & 1023);
+      s.max_ext_seq = ext_seq;
+    } else if (s.max_ext_seq - ext_seq < 1024 && s.seen.test(ext_seq & 1023)) {
       ++s.duplicates;
     }
+  } else {
+    s.max_ext_seq = ext_seq;
   }
+  s.seen.set(ext_seq & 1023);
   if (s.first) {
-    s.start_seq = s.stop_seq = ext_seq;
-    s.seq_num = h.seq;
+    s.start_seq = s.stop_seq = s.seq_num = h.seq;
     s.start_time = s.time = current_time;
-    s.seq_timestamp = ext_ts;
+    s.first_timestamp = h.timestamp;
+    s.last_nominal = 0;
     s.pt = s.reg_pt = s.first_pt = h.pt;
     s.total_nr = 1;
     s.flags = kFlagFirst | (h.marker ? kFlagMarker : 0);
     s.first = false;
     s.first_ts_ns = p.ts_ns;
-    s.seen.set(ext_seq & 1023);
     return;
   }
-  s.seen.set(ext_seq & 1023);
   s.flags = 0;
-  bool in_time_sequence = s.seq_timestamp <= ext_ts;
+  uint32_t ts = h.timestamp, first_ts = s.first_timestamp;
+  bool in_time_sequence = (first_ts <= ts && ts - first_ts < 0x80000000u) ||
+                          (first_ts > ts && uint64_t{first_ts} + (0xFFFFFFFFu - ts) < 0x80000000u);
   if (!in_time_sequence) s.flags |= kFlagWrongTimestamp;
+
+  // Sequence number wraps, counted against the first sequence number.
+  if (h.seq < s.start_seq && in_time_sequence && !s.under) {
+    ++s.seq_cycles;
+    s.under = true;
+  } else if (h.seq == 0 && s.stop_seq == 65535 && in_time_sequence && !s.under) {
+    ++s.seq_cycles;
+    s.under = true;
+  } else if (h.seq > s.start_seq && in_time_sequence && s.under) {
+    s.under = false;
+  }
 
   uint16_t expected_next = static_cast<uint16_t>(s.seq_num + 1);
   if (in_time_sequence && expected_next == h.seq) {
@@ -349,17 +365,20 @@ void RtpDecoder::analyse(Stream& s, const L4Packet& p, const RtpHeader& h, uint6
   if (clock_rate / 1000 == 0) clock_rate = 0;  // below 1 kHz the ms conversion is undefined
 
   double current_jitter = 0;
-  double nominal_diff = static_cast<double>(static_cast<int64_t>(ext_ts) - static_cast<int64_t>(s.seq_timestamp));
-  if (clock_rate != 0) {
-    s.clock_rate = clock_rate;
-    nominal_diff = nominal_diff / (clock_rate / 1000);  // integer kHz, as Wireshark
-    double expected_time = s.time + nominal_diff;
-    double current_diff = std::fabs(current_time - expected_time);
-    current_jitter = (15 * s.jitter + current_diff) / 16;
-    s.delta = current_time - s.time;
-    s.jitter = current_jitter;
-  } else {
-    s.delta = current_time - s.time;
+  if (in_time_sequence) {
+    if (clock_rate != 0) {
+      s.clock_rate = clock_rate;
+      // RFC 3550 A.8: D = (arrival - expected arrival), J += (|D| - J) / 16.
+      double nominal = static_cast<double>(static_cast<uint32_t>(ts - first_ts)) / (clock_rate / 1000);
+      double expected_time = s.time + (nominal - s.last_nominal);
+      double current_diff = std::fabs(current_time - expected_time);
+      current_jitter = (15 * s.jitter + current_diff) / 16;
+      s.delta = current_time - s.time;
+      s.jitter = current_jitter;
+      s.last_nominal = nominal;
+    } else {
+      s.delta = current_time - s.time;
+    }
   }
   if (h.marker) s.flags |= kFlagMarker;
 
@@ -375,12 +394,8 @@ void RtpDecoder::analyse(Stream& s, const L4Packet& p, const RtpHeader& h, uint6
     }
   }
   if (!(s.flags & kFlagPtCn)) s.reg_pt = s.pt;
-  if (in_time_sequence) {
-    s.time = current_time;
-    s.seq_timestamp = ext_ts;
-  }
-  s.start_seq = std::min(s.start_seq, ext_seq);
-  s.stop_seq = std::max(s.stop_seq, ext_seq);
+  if (in_time_sequence) s.time = current_time;
+  s.stop_seq = h.seq;
   ++s.total_nr;
 }
 
@@ -412,7 +427,8 @@ void RtpDecoder::emit(const StreamKey& k, const Stream& s) {
   j["last_ts"] = rfc3339_ns(s.last_ts_ns);
   j["start_rel_s"] = s.start_time / 1000.0;
   j["duration_ms"] = static_cast<double>(s.last_ts_ns - s.first_ts_ns) / 1e6;
-  int64_t expected = static_cast<int64_t>(s.stop_seq - s.start_seq) + 1;
+  // As Wireshark: from the first to the last sequence number seen, wraps counted.
+  int64_t expected = static_cast<int64_t>(s.stop_seq) + int64_t{s.seq_cycles} * 65536 - s.start_seq + 1;
   int64_t lost = expected - static_cast<int64_t>(s.total_nr);
   j["packets"] = s.total_nr;
   j["expected"] = expected;

@@ -105,10 +105,14 @@ class RtpDecoder : public Decoder {
     const Announced* sdp = nullptr;
     bool first = true;
     uint32_t flags = 0;
-    uint64_t start_seq = 0, stop_seq = 0;
+    uint16_t start_seq = 0, stop_seq = 0;  // first and last sequence number
+    uint32_t seq_cycles = 0;                // wraps of the sequence number
+    bool under = false;
     uint16_t seq_num = 0;
     double start_time = 0, time = 0;
-    uint64_t seq_timestamp = 0;
+    uint32_t first_timestamp = 0;
+    double last_nominal = 0;
+    uint64_t max_ext_seq = 0;  // for duplicate detection
     uint8_t pt = 0, reg_pt = 0, first_pt = 0;
     double delta = 0, max_delta = 0, min_delta = -1, mean_delta = 0;
     double jitter = 0, min_jitter = -1, max_jitter = 0, mean_jitter = 0;
