@@ -6,7 +6,9 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <memory>
 
@@ -41,7 +43,8 @@ Command add_analyze_command(CLI::App& app) {
   sub->add_option("decoder", st->selectors, "Decoders to run: rtp, dns, gsmtap, ... or all")->required();
   sub->add_option("-r,--read", st->reads,
                   "Capture file (pcap/pcapng, optionally .gz/.zst; - = stdin); repeatable. Default: stdin if it "
-                  "is not a terminal");
+                  "is not a terminal")
+      ->allow_extra_args(false);
   sub->add_option("--live", st->live, "Subscribe to the collector's live feed, e.g. tcp://collector:5555");
   sub->add_option("--agent", st->agent, "With --live: only this agent's packets");
   sub->add_option("--duration", st->duration, "With --live: stop after this long (0 = until Ctrl-C)")
@@ -55,16 +58,25 @@ Command add_analyze_command(CLI::App& app) {
   sub->add_flag("--no-gsmtap-frames", st->no_gsmtap_frames, "GSMTAP: only the counts, no record per frame");
 
   return [st]() -> int {
-    FILE* out = stdout;
+    // Records own stdout; log lines (spdlog writes to stdout) go to stderr.
+    std::fflush(stdout);
+    int stdout_fd = ::dup(1);
+    if (stdout_fd < 0 || ::dup2(2, 1) < 0) {
+      spdlog::error("trawl analyze: dup stdout: {}", std::strerror(errno));
+      return 1;
+    }
     std::unique_ptr<FILE, int (*)(FILE*)> owned(nullptr, fclose);
-    if (st->output != "-") {
+    if (st->output == "-") {
+      owned.reset(::fdopen(stdout_fd, "w"));
+    } else {
+      ::close(stdout_fd);
       owned.reset(std::fopen(st->output.c_str(), "w"));
       if (!owned) {
         spdlog::error("trawl analyze: cannot write {}: {}", st->output, std::strerror(errno));
         return 1;
       }
-      out = owned.get();
     }
+    FILE* out = owned.get();
     decode::RecordWriter writer(
         out, st->format == "es-bulk" ? decode::RecordWriter::Format::kEsBulk : decode::RecordWriter::Format::kJsonLines);
     decode::AnalyzeOptions opt;
