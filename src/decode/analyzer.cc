@@ -31,7 +31,12 @@ namespace {
 // StreamSegment fields.
 class DiameterRow : public Decoder {
  public:
-  DiameterRow(const DiameterDictionary& dict, Sink sink) : tracker_(dict, std::move(sink)) {}
+  // Records get "kind": "diameter" like every other decoder's (es-bulk index).
+  DiameterRow(const DiameterDictionary& dict, Sink sink)
+      : tracker_(dict, [sink = std::move(sink)](nlohmann::json&& j) {
+          if (!j.contains("kind")) j["kind"] = "diameter";
+          sink(std::move(j));
+        }) {}
   std::string_view name() const override { return "diameter"; }
   bool wants_stream(uint16_t sport, uint16_t dport, bool sctp, uint32_t ppid) const override {
     return sport == 3868 || dport == 3868 || (sctp && (ppid == 46 || ppid == 47));
