@@ -50,4 +50,34 @@ set -e
 [ $rc = 1 ] || fail "truncated file: exit $rc"
 grep -q "truncated record" "$WORK/cut.log" || fail "truncation not reported"
 grep -q '"kind":"rtp"' "$WORK/cut.json" || fail "frames before the truncation not analysed"
+
+if [ -n "${LIVEPUB:-}" ] && [ -x "$LIVEPUB" ]; then
+  log "live feed: --count stops after every frame; records equal the file's"
+  port=$((20000 + RANDOM % 20000))
+  frames=$(capinfos -c -M -T -r "$WORK/call.pcap" | cut -f2)
+  # Started directly (not through the an function) so $! is trawl itself.
+  "${AS[@]}" "$TRAWL" analyze all --live "tcp://127.0.0.1:$port" --agent edge1 --count "$frames" \
+    -o "$WORK/out/live.json" 2>"$WORK/live.log" &
+  apid=$!
+  PIDS+=("$apid")
+  "$LIVEPUB" "tcp://127.0.0.1:$port" edge1 "$WORK/call.pcap" 1000 2>"$WORK/livepub.log" || fail "livepub"
+  for _ in $(seq 1 100); do kill -0 "$apid" 2>/dev/null || break; sleep 0.1; done
+  wait "$apid" || fail "analyze --live exited $?"
+  an all -r "$WORK/call.pcap" >"$WORK/file.json" 2>/dev/null
+  diff <(grep -v '"kind":"summary"' "$WORK/file.json") <(grep -v '"kind":"summary"' "$WORK/out/live.json") \
+    >"$WORK/live.diff" || fail "live records differ from the file's (see live.diff)"
+
+  log "live feed: --duration and SIGTERM stop and flush"
+  an rtp --live "tcp://127.0.0.1:$port" --duration 1s >"$WORK/dur.json" 2>"$WORK/dur.log" || fail "--duration"
+  grep -q '"kind":"summary"' "$WORK/dur.json" || fail "no summary after --duration"
+  "${AS[@]}" "$TRAWL" analyze rtp --live "tcp://127.0.0.1:$port" >"$WORK/term.json" 2>"$WORK/term.log" &
+  tpid=$!
+  PIDS+=("$tpid")
+  sleep 0.5
+  kill -TERM "$tpid"
+  wait "$tpid" || fail "SIGTERM: exit $?"
+  grep -q '"kind":"summary"' "$WORK/term.json" || fail "no summary after SIGTERM"
+else
+  log "live part skipped (LIVEPUB not set)"
+fi
 log "PASS"
