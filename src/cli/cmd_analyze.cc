@@ -82,6 +82,9 @@ Command add_analyze_command(CLI::App& app) {
     decode::AnalyzeOptions opt;
     opt.rtp_heuristic = !st->no_rtp_heuristic;
     opt.gsmtap_per_frame = !st->no_gsmtap_frames;
+    // A live run has no end of input: streams silent for 5 minutes are
+    // reported then (and memory stays bounded).
+    if (!st->live.empty()) opt.rtp_idle_timeout_ns = 300ull * 1000000000ull;
     auto an = decode::Analyzer::create(st->selectors, [&writer](nlohmann::json&& j) { writer.write(j); }, opt);
     if (!an) {
       spdlog::error("trawl analyze: {}", an.error().message());

@@ -60,7 +60,7 @@ const std::vector<DecoderRow>& decoder_registry() {
   static const std::vector<DecoderRow> rows = {
       {"rtp", "RTP streams (SIP/SDP-announced and heuristic): loss, jitter, deltas",
        [](Sink s, const AnalyzeOptions& o) -> Result<std::unique_ptr<Decoder>> {
-         return std::unique_ptr<Decoder>(std::make_unique<RtpDecoder>(std::move(s), RtpDecoder::Options{o.rtp_heuristic}));
+         return std::unique_ptr<Decoder>(std::make_unique<RtpDecoder>(std::move(s), RtpDecoder::Options{o.rtp_heuristic, o.rtp_idle_timeout_ns}));
        }},
 #ifdef TRAWL_HAVE_DIAMETER
       {"diameter", "Diameter request/answer pairs over TCP/SCTP",

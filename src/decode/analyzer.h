@@ -28,6 +28,7 @@ namespace trawl::decode {
 
 struct AnalyzeOptions {
   bool rtp_heuristic = true;
+  uint64_t rtp_idle_timeout_ns = 0;  // 0: streams end with the input
   bool gsmtap_per_frame = true;
 };
 

@@ -1,6 +1,7 @@
 // RTP parse and stream tracker: see rtp.h.
 #include "decode/rtp.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -272,10 +273,24 @@ void RtpDecoder::rtp_packet(const L4Packet& p, const RtpHeader& h, const Announc
   if (inserted) {
     s.setup = sdp ? "sdp" : "heuristic";
     s.first_frame = p.frame_no;
-    order_.push_back(k);
   }
   s.sdp = sdp;
   analyse(s, p, h, c.ext_seq, c.ext_ts);
+  if (opt_.idle_timeout_ns && p.ts_ns > last_sweep_ns_ + 1000000000ull) {
+    last_sweep_ns_ = p.ts_ns;
+    expire_idle(p.ts_ns);
+  }
+}
+
+void RtpDecoder::expire_idle(uint64_t now_ns) {
+  for (auto it = streams_.begin(); it != streams_.end();) {
+    if (now_ns > it->second.last_ts_ns + opt_.idle_timeout_ns) {
+      emit(it->first, it->second);
+      it = streams_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 // Wireshark 4.0's per-packet stream statistics (ui/tap-rtp-analysis.c,
@@ -448,12 +463,13 @@ void RtpDecoder::emit(const StreamKey& k, const Stream& s) {
 }
 
 void RtpDecoder::finish() {
-  for (const auto& k : order_) {
-    auto it = streams_.find(k);
-    if (it != streams_.end()) emit(k, it->second);
-  }
+  // Output in first-seen order, whatever the hash map's order.
+  std::vector<std::pair<uint64_t, const decltype(streams_)::value_type*>> order;
+  order.reserve(streams_.size());
+  for (const auto& kv : streams_) order.emplace_back(kv.second.first_frame, &kv);
+  std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [frame, kv] : order) emit(kv->first, kv->second);
   streams_.clear();
-  order_.clear();
 }
 
 }  // namespace trawl::decode

@@ -53,6 +53,9 @@ class RtpDecoder : public Decoder {
  public:
   struct Options {
     bool heuristic = true;  // also find streams not announced by SDP
+    // Streams silent this long (capture time) are emitted and forgotten;
+    // 0 = keep every stream until finish() (files: tshark's behaviour).
+    uint64_t idle_timeout_ns = 0;
   };
   RtpDecoder(Sink sink, Options opt) : sink_(std::move(sink)), opt_(opt) {}
 
@@ -132,6 +135,7 @@ class RtpDecoder : public Decoder {
   void rtp_packet(const L4Packet& p, const RtpHeader& h, const Announced* sdp, const ConvKey& conv);
   void analyse(Stream& s, const L4Packet& p, const RtpHeader& h, uint64_t ext_seq, uint64_t ext_ts);
   void emit(const StreamKey& k, const Stream& s);
+  void expire_idle(uint64_t now_ns);
 
   Sink sink_;
   Options opt_;
@@ -139,7 +143,7 @@ class RtpDecoder : public Decoder {
   std::unordered_map<Endpoint, Announced, EndpointHash> announced_;
   std::unordered_map<ConvKey, Conv, ConvKeyHash> convs_;
   std::unordered_map<StreamKey, Stream, StreamKeyHash> streams_;
-  std::vector<StreamKey> order_;  // first-seen order, for stable output
+  uint64_t last_sweep_ns_ = 0;
   std::map<std::pair<uint64_t, bool>, std::string> sip_buf_;  // SIP over TCP, per direction
   std::vector<SdpMedia> sdp_scratch_;
 };

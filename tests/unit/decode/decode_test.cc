@@ -65,6 +65,29 @@ TEST(Rtp, TrackerCountsLossAndJitter) {
   EXPECT_EQ(s["first_ts"], "1970-01-01T00:00:01.000000000Z");
 }
 
+// With an idle timeout (live runs), a silent stream is reported before the
+// end and a later packet starts a new one.
+TEST(Rtp, IdleStreamsAreEmittedEarly) {
+  std::vector<nlohmann::json> out;
+  AnalyzeOptions opt;
+  opt.rtp_idle_timeout_ns = 10'000'000'000ull;
+  auto an = Analyzer::create({"rtp"}, [&](nlohmann::json&& j) { out.push_back(std::move(j)); }, opt);
+  ASSERT_TRUE(an.ok());
+  auto send = [&](uint32_t ssrc, int i, uint64_t ts_ns) {
+    auto r = testing::rtp(0, static_cast<uint16_t>(i), 160u * i, ssrc);
+    auto pkt = ipv4_udp(0x0a000001, 0x0a000002, 10000, 20000, r);
+    (*an)->frame(Frame{101, ts_ns, static_cast<uint32_t>(pkt.size()), pkt});
+  };
+  for (int i = 0; i < 5; ++i) send(1, i, 1'000'000'000ull + 20'000'000ull * i);
+  for (int i = 0; i < 5; ++i) send(2, i, 30'000'000'000ull + 20'000'000ull * i);  // 29 s later
+  ASSERT_EQ(out.size(), 1u);  // stream 1 reported while stream 2 runs
+  EXPECT_EQ(out[0]["ssrc"], 1);
+  EXPECT_EQ(out[0]["packets"], 5);
+  (*an)->finish();
+  ASSERT_GE(out.size(), 2u);
+  EXPECT_EQ(out[1]["ssrc"], 2);
+}
+
 TEST(Dns, ParsesQueryAndAnswerWithCompression) {
   std::vector<uint8_t> m = {0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0,
                             3, 'w', 'w', 'w', 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 3, 'c', 'o', 'm', 0, 0, 1, 0, 1,

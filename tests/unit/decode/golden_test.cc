@@ -116,7 +116,9 @@ TEST_F(Golden, RtpLossFromEditcapEqualsTshark) {
   run("editcap " + shq(src) + " " + shq(lossy) + " " + del, &rc);
   ASSERT_EQ(rc, 0);
   expect_same_rtp(lossy, false, 3);
-  auto run2 = analyze(lossy, {"rtp"}, AnalyzeOptions{false, true});
+  AnalyzeOptions sdp_only;
+  sdp_only.rtp_heuristic = false;
+  auto run2 = analyze(lossy, {"rtp"}, sdp_only);
   int64_t lost = 0;
   for (const auto& j : run2.records)
     if (j["kind"] == "rtp" && j["ssrc_hex"] == "0x58F33DEA") lost = j["lost"].get<int64_t>();
