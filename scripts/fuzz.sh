@@ -28,7 +28,8 @@ for t in build-fuzz/tests/fuzz/*_fuzz; do
     esac
   fi
   echo "-- $name (${SECS}s)"
-  "$t" -max_total_time="$SECS" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=0 "$corpus" \
+  "$t" -max_total_time="$SECS" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=0 \
+    -artifact_prefix=build-fuzz/"$name"- "$corpus" \
     2>build-fuzz/$name.log || { tail -n 40 build-fuzz/$name.log; exit 1; }
   grep -E "^#[0-9]+.*DONE" build-fuzz/$name.log | tail -n 1 || true
 done
