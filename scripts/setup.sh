@@ -4,11 +4,11 @@
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 PKGS="build-essential cmake ninja-build pkg-config git
-  libpcap-dev libssl-dev libzstd-dev libzmq3-dev cppzmq-dev
+  libpcap-dev libssl-dev libzstd-dev zlib1g-dev libzmq3-dev cppzmq-dev
   libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libcap-dev libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
-  tshark tcpdump tcpreplay netsniff-ng wireshark-common zstd prometheus curl perl jq
+  tshark tcpdump tcpreplay netsniff-ng wireshark-common zstd prometheus curl perl jq python3
   iproute2 iputils-ping procps psmisc openssl ca-certificates"
 missing=""
 for p in $PKGS; do

@@ -37,5 +37,6 @@ Command add_pki_command(CLI::App& app);
 Command add_up_command(CLI::App& app);
 Command add_coverage_command(CLI::App& app);
 Command add_status_command(CLI::App& app);
+Command add_analyze_command(CLI::App& app);
 
 }  // namespace trawl::cli

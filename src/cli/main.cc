@@ -90,6 +90,7 @@ int main(int argc, char** argv) {
       {"pki", add_pki_command(app)},
       {"coverage", add_coverage_command(app)},
       {"status", add_status_command(app)},
+      {"analyze", add_analyze_command(app)},
   };
 
   try {
