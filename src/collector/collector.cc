@@ -2,8 +2,10 @@
 // session loop. One session:
 //   1. TLS handshake -> the agent's name comes from its certificate
 //   2. HELLO -> storage slot (taking over from a stale connection) -> WELCOME
-//   3. receive -> verify (BatchView::parse) -> dedupe (spool id, seq)
-//      -> writer.append (begin_batch / packet / end_batch; may rotate)
+//   3. receive -> verify (BatchView::parse) -> accept_batch: dedupe (spool
+//      id, seq) -> publish live (LiveBus, never blocks) -> writer.append
+//      (begin_batch / packet / end_batch; may rotate; skipped for
+//      stream-only agents)
 //   4. group commit: fdatasync at most every group_commit_ns -> ACK
 #include "collector/collector.h"
 
@@ -16,6 +18,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "collector/osmo_listener.h"
 #include "pki/pki.h"
 #include "wire/frames.h"
 #include "wire/tcp.h"
@@ -61,6 +64,7 @@ class Session {
     } else if (!agent_.empty()) {
       spdlog::info("collector: agent {} ({}) disconnected", agent_, conn_->peer_address());
     }
+    if (slot_ && c_.live_) c_.live_->publish_event(agent_, "disconnect", conn_->peer_address());
     conn_->shutdown();
   }
 
@@ -108,8 +112,9 @@ class Session {
       std::lock_guard lock(slot_->mu);
       slot_->host = h->hostname;
       TRAWL_TRY(slot_->writer->sync(), "syncing before WELCOME");
-      if (slot_->writer->spool_id() == h->spool_id) w.durable_seq = slot_->writer->last_seq();
+      if (slot_->spool_id() == h->spool_id) w.durable_seq = slot_->last_seq();
     }
+    if (c_.live_) c_.live_->publish_event(agent_, "connect", conn_->peer_address());
     wire::encode(out_, w);
     spdlog::info("collector: agent {} connected from {} (host {}, {}; resuming after seq {})", agent_,
                  conn_->peer_address(), h->hostname, h->software, w.durable_seq);
@@ -124,29 +129,8 @@ class Session {
     }
     last_seq_in_session_ = b->seq();
     std::lock_guard lock(slot_->mu);
-    auto& w = *slot_->writer;
-    if (b->spool_id() == w.spool_id() && b->seq() <= w.last_seq()) {
-      c_.counters_.batches_duplicate.fetch_add(1, std::memory_order_relaxed);
-      need_ack_ = true;
-      return ok_status();
-    }
-    if (b->spool_id() != w.spool_id() && w.spool_id() != 0) {
-      spdlog::info("collector: agent {} starts a new sequence space (spool id {:016x}, was {:016x})", agent_,
-                   b->spool_id(), w.spool_id());
-    }
-    Status s = w.begin_batch(b->spool_id(), b->seq(), b->interfaces());
-    if (!s) return storage_error(std::move(s));
-    b->for_each([&](const PacketView& p) { w.packet(p); }, [&](const InterfaceStats& st) { w.stats(st); },
-                [&](const Gap& g) {
-                  spdlog::warn("collector: agent {} reports a gap: {} packets, {} bytes lost ({})", agent_,
-                               g.packets, g.bytes, to_string(g.reason));
-                  w.gap(g);
-                });
-    s = w.end_batch();
-    if (!s) return storage_error(std::move(s));
-    c_.counters_.batches_stored.fetch_add(1, std::memory_order_relaxed);
-    c_.counters_.packets_stored.fetch_add(b->packets(), std::memory_order_relaxed);
-    c_.counters_.bytes_stored.fetch_add(b->packet_bytes(), std::memory_order_relaxed);
+    auto accepted = c_.accept_batch(*slot_, agent_, body, *b);
+    if (!accepted) return storage_error(std::move(accepted).error());
     need_ack_ = true;
     return ok_status();
   }
@@ -169,7 +153,7 @@ class Session {
       Status s = slot_->writer->sync();
       if (!s) return storage_error(std::move(s));
       if (c_.opts_.fsync) c_.counters_.fsyncs.fetch_add(1, std::memory_order_relaxed);
-      seq = slot_->writer->last_seq();
+      seq = slot_->last_seq();
     }
     last_commit_ = now;
     need_ack_ = false;
@@ -322,6 +306,42 @@ Collector::Collector(CollectorOptions opts, const Clock& clock) : opts_(std::mov
 
 Collector::~Collector() { stop(); }
 
+Result<bool> Collector::accept_batch(AgentSlot& slot, const std::string& agent, std::span<const uint8_t> body,
+                                     const wire::BatchView& b) {
+  if (b.spool_id() == slot.spool_id() && b.seq() <= slot.last_seq()) {
+    counters_.batches_duplicate.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  // Live first: subscribers see the batch while it is being written.
+  if (live_) live_->publish_batch(agent, body);
+  if (slot.stream_only) {
+    slot.live_spool_id = b.spool_id();
+    slot.live_last_seq = b.seq();
+    counters_.batches_streamed.fetch_add(1, std::memory_order_relaxed);
+    counters_.packets_streamed.fetch_add(b.packets(), std::memory_order_relaxed);
+    return true;
+  }
+  auto& w = *slot.writer;
+  if (b.spool_id() != w.spool_id() && w.spool_id() != 0) {
+    spdlog::info("collector: agent {} starts a new sequence space (spool id {:016x}, was {:016x})", agent,
+                 b.spool_id(), w.spool_id());
+  }
+  TRAWL_TRY(w.begin_batch(b.spool_id(), b.seq(), b.interfaces()), "storing batch");
+  b.for_each([&](const PacketView& p) { w.packet(p); }, [&](const InterfaceStats& st) { w.stats(st); },
+             [&](const Gap& g) {
+               spdlog::warn("collector: agent {} reports a gap: {} packets, {} bytes lost ({})", agent, g.packets,
+                            g.bytes, to_string(g.reason));
+               w.gap(g);
+             });
+  TRAWL_TRY(w.end_batch(), "storing batch");
+  counters_.batches_stored.fetch_add(1, std::memory_order_relaxed);
+  counters_.packets_stored.fetch_add(b.packets(), std::memory_order_relaxed);
+  counters_.bytes_stored.fetch_add(b.packet_bytes(), std::memory_order_relaxed);
+  return true;
+}
+
+uint16_t Collector::osmo_port() const { return osmo_ ? osmo_->port() : 0; }
+
 Status Collector::start() {
   wire::ignore_sigpipe();
   if (!opts_.credentials.insecure) {
@@ -335,6 +355,15 @@ Status Collector::start() {
   std::filesystem::create_directories(opts_.data_dir, ec);
   if (ec) return Error(fmt::format("creating data directory {}: {}", opts_.data_dir.string(), ec.message()));
   recover_unsealed();
+  if (opts_.live.enabled()) {
+    auto bus = live::LiveBus::start(opts_.live);
+    if (!bus) return std::move(bus).error();
+    live_ = std::move(*bus);
+  }
+  if (!opts_.osmo_listen.empty()) {
+    osmo_ = std::make_unique<OsmoListener>(*this);
+    TRAWL_TRY(osmo_->start(), "--osmo-listen " + opts_.osmo_listen);
+  }
   auto hp = wire::parse_host_port(opts_.listen);
   if (!hp) return std::move(hp).error().with_context("--listen");
   auto fd = wire::tcp_listen(*hp);
@@ -370,6 +399,7 @@ Status Collector::start() {
 void Collector::stop() {
   if (stopping_.exchange(true)) return;
   http_.reset();
+  if (osmo_) osmo_->stop();
   if (accept_thread_.joinable()) accept_thread_.join();
   {
     std::unique_lock lock(sessions_mu_);
@@ -387,6 +417,7 @@ void Collector::stop() {
   }
   if (listen_fd_ >= 0) close(listen_fd_);
   listen_fd_ = -1;
+  if (live_) live_->stop();  // after sealing: closingtracefile events go out first
 }
 
 // Ready means a new file can be created and written in the data directory.
@@ -421,6 +452,20 @@ void Collector::write_metrics(metrics::Exposition& e) {
   e.counter("trawl_collector_storage_errors_total", "Storage failures (the agent's batches stay in its spool)",
             c.storage_errors.load());
   e.gauge("trawl_collector_sessions", "Connections being served", static_cast<double>(live_sessions_.load()));
+  e.counter("trawl_collector_streamed_batches_total", "Batches of stream-only agents (published live, not stored)",
+            c.batches_streamed.load());
+  e.counter("trawl_collector_streamed_packets_total", "Packets of stream-only agents (published live, not stored)",
+            c.packets_streamed.load());
+  if (osmo_) {
+    e.counter("trawl_collector_osmo_connections_total", "osmo-pcap client connections accepted",
+              c.osmo_connections.load());
+    for (size_t i = 0; i < static_cast<size_t>(live::osmo::Malformed::kCount); ++i) {
+      e.counter("trawl_collector_osmo_malformed_total", "osmo-pcap connections closed for an impossible message, by reason",
+                c.osmo_malformed_by_reason[i].load(),
+                {{"reason", std::string(live::osmo::to_string(static_cast<live::osmo::Malformed>(i)))}});
+    }
+  }
+  if (live_) live_->write_metrics(e);
   std::vector<std::pair<std::string, store::SegmentCounters>> per_agent;
   {
     std::lock_guard lock(mu_);
@@ -524,9 +569,13 @@ Result<std::shared_ptr<AgentSlot>> Collector::slot_for(const std::string& agent,
   so.rotate_bytes = opts_.rotate_bytes;
   so.rotate_every_ns = opts_.rotate_every_ns;
   so.fsync = opts_.fsync;
+  so.on_sealed = [this, agent](const std::filesystem::path& sealed) {
+    if (live_) live_->publish_event(agent, "closingtracefile", sealed.string());
+  };
   auto w = store::SegmentWriter::open(so, clock_);
   if (!w) return std::move(w).error().with_context("opening storage for agent " + agent);
   auto slot = std::make_shared<AgentSlot>();
+  slot->stream_only = std::find(opts_.stream_only.begin(), opts_.stream_only.end(), agent) != opts_.stream_only.end();
   slot->writer = std::move(*w);
   slot->host = host;
   slots_[agent] = slot;
