@@ -83,6 +83,7 @@ int main(int argc, char** argv) {
       {"agent", add_agent_command(app)},
       {"collector", add_collector_command(app)},
       {"pki", add_pki_command(app)},
+      {"tail", add_tail_command(app)},
   };
 
   try {
