@@ -63,7 +63,13 @@ SinkStats FanoutServer::stats() const {
 bool FanoutServer::fits(Client& c, size_t n) {
   if (c.dead) return false;
   size_t queued = c.out.size() - c.out_pos;
-  if (queued + n > client_queue_bytes_) return false;
+  if (queued + n > client_queue_bytes_) {
+    // Full: hand what we can to the socket first (a batch arrives as a burst
+    // that a reading client absorbs), then decide.
+    write_client(c);
+    queued = c.out.size() - c.out_pos;
+    if (c.dead || queued + n > client_queue_bytes_) return false;
+  }
   if (c.out_pos > 0 && (queued == 0 || c.out_pos >= (1u << 20))) {
     // Move what is left to the front instead of growing past the cap.
     c.out.erase(c.out.begin(), c.out.begin() + static_cast<ptrdiff_t>(c.out_pos));
