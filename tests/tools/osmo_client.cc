@@ -2,7 +2,7 @@
 // docs/osmo-migration.md; written from that description, not from
 // osmo-pcap's code). Reads a capture with libpcap and streams it:
 //   osmo_client HOST:PORT FILE [--pps N] [--nsec] [--swap]
-//               [--reconnect-after N] [--malformed KIND --after N]
+//               [--reconnect-after N] [--malformed KIND --after N] [--bind IP]
 // --nsec / --swap: nanosecond magic / big-endian byte order.
 // --reconnect-after N: close after N packets, reconnect, resend the link
 // header, continue. --malformed KIND (short-record, caplen-over-payload,
@@ -29,6 +29,8 @@ namespace osmo = trawl::live::osmo;
 
 namespace {
 
+std::string g_bind;  // source address (--bind)
+
 int connect_to(const std::string& hostport) {
   auto colon = hostport.rfind(':');
   sockaddr_in a{};
@@ -36,6 +38,12 @@ int connect_to(const std::string& hostport) {
   a.sin_port = htons(static_cast<uint16_t>(std::stoi(hostport.substr(colon + 1))));
   if (inet_pton(AF_INET, hostport.substr(0, colon).c_str(), &a.sin_addr) != 1) return -1;
   int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (!g_bind.empty()) {
+    sockaddr_in b{};
+    b.sin_family = AF_INET;
+    inet_pton(AF_INET, g_bind.c_str(), &b.sin_addr);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&b), sizeof b) != 0) perror("osmo_client: bind");
+  }
   if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
     perror("osmo_client: connect");
     close(fd);
@@ -88,6 +96,7 @@ int main(int argc, char** argv) {
     else if (k == "--reconnect-after") reconnect_after = std::stol(val());
     else if (k == "--malformed") malformed = val();
     else if (k == "--after") after = std::stol(val());
+    else if (k == "--bind") g_bind = val();
     else {
       fprintf(stderr, "osmo_client: unknown option %s\n", k.c_str());
       return 2;
