@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include <spdlog/spdlog.h>
@@ -128,6 +129,31 @@ void FanoutServer::loop() {
         return true;
       });
     }
+  }
+  flush_at_stop();
+}
+
+// What was published before stop() (the last segments' closingtracefile
+// events, the last packets) still goes out, for at most a second.
+void FanoutServer::flush_at_stop() {
+  std::vector<LiveItemPtr> items;
+  input_.drain(items);
+  std::vector<Client*> ready;
+  for (auto& c : clients_) {
+    if (!c->dead) ready.push_back(c.get());
+  }
+  for (const auto& item : items) on_item(*item, ready);
+  items.clear();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  std::vector<pollfd> pfds;
+  while (std::chrono::steady_clock::now() < deadline) {
+    pfds.clear();
+    for (auto* c : ready) {
+      write_client(*c);
+      if (!c->dead && c->out_pos < c->out.size()) pfds.push_back({c->fd, POLLOUT, 0});
+    }
+    if (pfds.empty()) break;
+    ::poll(pfds.data(), pfds.size(), 50);
   }
 }
 

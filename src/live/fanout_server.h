@@ -10,7 +10,8 @@
 // go on. Sockets are nonblocking; the thread never waits on one client.
 //
 // Threads: offer() and stats() from any thread; everything else runs on
-// the server's thread. start() returns once listening; stop() joins.
+// the server's thread. start() returns once listening; stop() delivers what
+// was offered before it (for at most a second), then closes and joins.
 #pragma once
 
 #include <atomic>
@@ -94,6 +95,7 @@ class FanoutServer {
   void read_client(Client& c);
   void write_client(Client& c);
   void retire(Client& c, const std::string& why);
+  void flush_at_stop();
 
   std::string sink_;
   size_t client_queue_bytes_;

@@ -57,13 +57,14 @@ stop_pid "$PID_edge1"
 stop_pid "$PID_edge2"
 grep -q "0 batches unacknowledged" "$WORK/edge1.log" || fail "edge1 left batches unacknowledged"
 grep -q "0 batches unacknowledged" "$WORK/edge2.log" || fail "edge2 (stream-only) left batches unacknowledged"
-wait "$PID_sub1" || fail "sub1 failed: $(cat "$WORK/sub1.log")"
-wait "$PID_sub2" || fail "sub2 failed: $(cat "$WORK/sub2.log")"
 wait "$PID_tshark" || fail "tshark on PCAP-over-IP did not get $WANT1 packets: $(tail -3 "$WORK/tshark.log")"
 wait "$PID_tshark_ng" || fail "tshark on the pcapng listener did not get $WANT_SIP packets"
 wait "$PID_tail" || fail "trawl tail failed"
 scrape "$MPORT"
-stop_pid "$PID_collector"  # seals the open segment
+# Stopping seals the open segment; its closingtracefile event still goes out.
+stop_pid "$PID_collector"
+wait "$PID_sub1" || fail "sub1 failed: $(cat "$WORK/sub1.log")"
+wait "$PID_sub2" || fail "sub2 failed: $(cat "$WORK/sub2.log")"
 
 packet_dump "$FILE1" >"$WORK/want1.txt"
 for out in v1.pcap v2.pcap poip.pcap; do  # (packet_dump uses $f)
@@ -97,7 +98,8 @@ for ev in "event.v1.connect.edge1 " "event.v2.connect.edge1 {" "event.v1.disconn
   grep -qF -- "$ev" "$WORK/events.txt" || fail "event '$ev' missing: $(cat "$WORK/events.txt")"
 done
 SEALED_EVENTS=$(grep -c "^event.v1.closingtracefile.edge1 " "$WORK/events.txt")
-log "events ok ($SEALED_EVENTS closingtracefile for ${#SEGS[@]} segments, the last sealed at stop)"
+[ "$SEALED_EVENTS" = "${#SEGS[@]}" ] || fail "$SEALED_EVENTS closingtracefile events for ${#SEGS[@]} segments"
+log "events ok (one closingtracefile per segment: ${#SEGS[@]}, the last one sealed at stop)"
 # every path named by an event is a sealed segment
 for p in $(awk '$1 == "event.v1.closingtracefile.edge1" {print $2}' "$WORK/events.txt"); do
   [ -f "$p" ] || fail "closingtracefile names $p, which does not exist"
