@@ -125,6 +125,14 @@ Command add_collector_command(CLI::App& app) {
            return ok_status();
          },
          [&o] { o.osmo_clients.clear(); });
+  s.value("osmo-max-caplen", "Close an osmo-pcap connection that sends a record larger than this (bytes)",
+          [&o](std::string_view v) -> Status {
+            auto n = parse_uint(v, 65535 - 16);
+            if (!n) return std::move(n).error();
+            if (*n < 64) return Error("osmo-max-caplen must be at least 64");
+            o.osmo_max_caplen = static_cast<uint32_t>(*n);
+            return ok_status();
+          }, "65519");
   s.flag("osmo-tls", "osmo-pcap clients connect over TLS (the collector's certificate; clients need one from its CA)",
          [&o](bool b) { o.osmo_tls = b; });
   s.attach(*sub);
