@@ -117,6 +117,7 @@ int main(int argc, char** argv) {
     if (!send_all(fd, buf)) return 1;
   }
   long sent = 0;
+  std::vector<uint8_t> pending;
   auto t0 = std::chrono::steady_clock::now();
   pcap_pkthdr* h;
   const u_char* data;
@@ -159,20 +160,24 @@ int main(int argc, char** argv) {
       osmo::append_link_header(buf, snaplen, linktype, nsec, swap);
       if (!send_all(fd, buf)) return 1;
     }
-    buf.clear();
     uint64_t ts = uint64_t(h->ts.tv_sec) * 1000000000ull + uint64_t(h->ts.tv_usec);  // nanosecond precision
-    osmo::append_data(buf, ts, h->len, {data, h->caplen}, nsec, swap);
-    if (!send_all(fd, buf)) {
-      fprintf(stderr, "osmo_client: connection lost after %ld packets\n", sent);
-      return 1;
-    }
+    osmo::append_data(pending, ts, h->len, {data, h->caplen}, nsec, swap);
     ++sent;
+    // Unpaced: send in 256 KiB writes (the collector, not this client, should be the limit).
+    if (pps > 0 || pending.size() >= (256u << 10) || reconnect_after == sent || (!malformed.empty() && sent == after)) {
+      if (!send_all(fd, pending)) {
+        fprintf(stderr, "osmo_client: connection lost after %ld packets\n", sent);
+        return 1;
+      }
+      pending.clear();
+    }
     if (pps > 0) {
       auto due = t0 + std::chrono::duration<double>(sent / pps);
       std::this_thread::sleep_until(due);
     }
   }
   pcap_close(p);
+  if (!send_all(fd, pending)) return 1;
   shutdown(fd, SHUT_WR);
   closed_by_server(fd);  // the server reads everything, then sees our FIN
   close(fd);
