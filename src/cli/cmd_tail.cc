@@ -93,21 +93,21 @@ int run_tail(const TailOptions& o) {
   if (!o.duration.empty()) {
     auto d = parse_duration_ns(o.duration);
     if (!d) {
-      spdlog::error("trawl tail: --duration: {}", d.error().message());
+      fmt::print(stderr, "trawl tail: --duration: {}\n", d.error().message());
       return 2;
     }
     duration_ns = *d;
   }
   bool pcapng_out = !o.write.empty();
   if (pcapng_out && o.write != "-") {
-    spdlog::error("trawl tail: -w only writes to stdout (-w -)");
+    fmt::print(stderr, "trawl tail: -w only writes to stdout (-w -)\n");
     return 2;
   }
   std::string expr;
   for (const auto& w : o.filter_words) expr += (expr.empty() ? "" : " ") + w;
   Filter filter(expr);
   if (auto s = filter.check(); !s) {
-    spdlog::error("trawl tail: {}", s.error().message());
+    fmt::print(stderr, "trawl tail: {}\n", s.error().message());
     return 2;
   }
   std::string endpoint = o.zmq.find("://") == std::string::npos ? "tcp://" + o.zmq : o.zmq;
@@ -122,7 +122,7 @@ int run_tail(const TailOptions& o) {
   zmq_setsockopt(sock, ZMQ_SUBSCRIBE, data_prefix.data(), data_prefix.size());
   if (o.events) zmq_setsockopt(sock, ZMQ_SUBSCRIBE, "event.v2.", 9);
   if (zmq_connect(sock, endpoint.c_str()) != 0) {
-    spdlog::error("trawl tail: connecting to {}: {}", endpoint, zmq_strerror(zmq_errno()));
+    fmt::print(stderr, "trawl tail: connecting to {}: {}\n", endpoint, zmq_strerror(zmq_errno()));
     zmq_close(sock);
     zmq_ctx_term(ctx);
     return 1;
@@ -137,7 +137,6 @@ int run_tail(const TailOptions& o) {
   uint64_t packets = 0;
   auto start = std::chrono::steady_clock::now();
   std::vector<zmq_msg_t> parts;
-  int rc = 0;
   while (!stop_requested().load()) {
     if (o.count && packets >= o.count) break;
     if (duration_ns && static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -178,8 +177,8 @@ int run_tail(const TailOptions& o) {
       std::string_view agent = rest.substr(rest.find('.') + 1);
       if (!o.agent.empty() && agent != o.agent) continue;
       std::string text = parts.size() > 1 ? std::string(reinterpret_cast<const char*>(part(1).data()), part(1).size()) : "";
-      if (pcapng_out) spdlog::info("event {}: {}", rest, text);
-      else fmt::print("-- event {} {}\n", rest, text);
+      // With -w - stdout carries pcapng only (the default logger writes to stdout too).
+      fmt::print(pcapng_out ? stderr : stdout, "-- event {} {}\n", rest, text);
       continue;
     }
     if (parts.size() != 3) continue;
@@ -216,8 +215,7 @@ int run_tail(const TailOptions& o) {
   for (auto& m : parts) zmq_msg_close(&m);
   zmq_close(sock);
   zmq_ctx_term(ctx);
-  spdlog::debug("trawl tail: {} packets", packets);
-  return rc;
+  return 0;
 }
 
 }  // namespace

@@ -165,6 +165,11 @@ void FanoutServer::accept_clients() {
       return;
     }
     if (!a->has_value()) return;
+    if (clients_.size() >= kMaxClients) {
+      spdlog::warn("live {}: refusing {}: {} subscribers already", sink_, (*a)->peer_address, kMaxClients);
+      ::close((*a)->fd);
+      continue;
+    }
     auto c = make_client();
     c->fd = (*a)->fd;
     c->peer = (*a)->peer_address;

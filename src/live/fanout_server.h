@@ -49,6 +49,9 @@ struct SinkStats {
 
 class FanoutServer {
  public:
+  // Each client may hold up to client_queue_bytes: the count is bounded too.
+  static constexpr size_t kMaxClients = 64;
+
   FanoutServer(std::string sink_name, size_t client_queue_bytes, size_t input_items, size_t input_bytes);
   virtual ~FanoutServer();
   FanoutServer(const FanoutServer&) = delete;

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -108,6 +109,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "osmo_client: %s\n", err);
     return 1;
   }
+  std::unique_ptr<pcap_t, void (*)(pcap_t*)> closer(p, pcap_close);  // every return path
   uint32_t snaplen = static_cast<uint32_t>(pcap_snapshot(p)), linktype = static_cast<uint32_t>(pcap_datalink(p));
   int fd = connect_to(target);
   if (fd < 0) return 1;
@@ -176,7 +178,6 @@ int main(int argc, char** argv) {
       std::this_thread::sleep_until(due);
     }
   }
-  pcap_close(p);
   if (!send_all(fd, pending)) return 1;
   shutdown(fd, SHUT_WR);
   closed_by_server(fd);  // the server reads everything, then sees our FIN
