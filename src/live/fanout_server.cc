@@ -67,7 +67,9 @@ bool FanoutServer::fits(Client& c, size_t n) {
   if (queued + n > client_queue_bytes_) {
     // Full: hand what we can to the socket first (a batch arrives as a burst
     // that a reading client absorbs), then decide.
-    write_client(c);
+    // At most one attempt per item: a stalled client would otherwise cost
+    // a failing send() per message.
+    if (!c.write_blocked) write_client(c);
     queued = c.out.size() - c.out_pos;
     if (c.dead || queued + n > client_queue_bytes_) return false;
   }
@@ -108,6 +110,7 @@ void FanoutServer::loop() {
       if (!c->dead) ready.push_back(c.get());
     }
     for (const auto& item : items) {
+      for (auto* c : ready) c->write_blocked = false;
       on_item(*item, ready);
       // Write as we go: keeps queues short for clients that keep up.
       for (auto* c : ready) write_client(*c);
@@ -204,7 +207,10 @@ void FanoutServer::write_client(Client& c) {
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      c.write_blocked = true;
+      return;
+    }
     return retire(c, n == 0 ? "send returned 0" : std::strerror(errno));
   }
   if (c.out_pos == c.out.size()) {

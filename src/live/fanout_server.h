@@ -75,6 +75,7 @@ class FanoutServer {
     std::vector<uint8_t> out;
     size_t out_pos = 0;
     bool dead = false;
+    bool write_blocked = false;  // the last send() would have blocked (reset per item)
     std::atomic<uint64_t> sent_packets{0};
     std::atomic<uint64_t> dropped_packets{0};
     std::atomic<uint64_t> dropped_events{0};
