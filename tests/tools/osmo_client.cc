@@ -3,6 +3,9 @@
 // osmo-pcap's code). Reads a capture with libpcap and streams it:
 //   osmo_client HOST:PORT FILE [--pps N] [--nsec] [--swap]
 //               [--reconnect-after N] [--malformed KIND --after N] [--bind IP]
+//   osmo_client --out STREAM.bin FILE [--nsec] [--swap]
+// --out: write the byte stream (link header + data messages) to a file
+// instead of a socket (to replay it through `openssl s_client` for TLS).
 // --nsec / --swap: nanosecond magic / big-endian byte order.
 // --reconnect-after N: close after N packets, reconnect, resend the link
 // header, continue. --malformed KIND (short-record, caplen-over-payload,
@@ -80,6 +83,32 @@ bool closed_by_server(int fd) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 3 && std::string(argv[1]) == "--out") {
+    char err[PCAP_ERRBUF_SIZE];
+    pcap_t* p = pcap_open_offline_with_tstamp_precision(argc >= 4 ? argv[3] : "", PCAP_TSTAMP_PRECISION_NANO, err);
+    if (argc < 4 || !p) {
+      fprintf(stderr, "osmo_client --out: %s\n", p ? "usage: --out STREAM FILE" : err);
+      return 2;
+    }
+    std::unique_ptr<pcap_t, void (*)(pcap_t*)> closer(p, pcap_close);
+    bool nsec = false, swap = false;
+    for (int i = 4; i < argc; ++i) {
+      nsec |= std::string(argv[i]) == "--nsec";
+      swap |= std::string(argv[i]) == "--swap";
+    }
+    std::vector<uint8_t> buf;
+    osmo::append_link_header(buf, static_cast<uint32_t>(pcap_snapshot(p)), static_cast<uint32_t>(pcap_datalink(p)), nsec, swap);
+    pcap_pkthdr* h;
+    const u_char* data;
+    while (pcap_next_ex(p, &h, &data) == 1) {
+      uint64_t ts = uint64_t(h->ts.tv_sec) * 1000000000ull + uint64_t(h->ts.tv_usec);
+      osmo::append_data(buf, ts, h->len, {data, h->caplen}, nsec, swap);
+    }
+    FILE* f = fopen(argv[2], "wb");
+    if (!f || fwrite(buf.data(), 1, buf.size(), f) != buf.size()) return 1;
+    fclose(f);
+    return 0;
+  }
   if (argc < 3) {
     fprintf(stderr, "usage: osmo_client HOST:PORT FILE [--pps N] [--nsec] [--swap] [--reconnect-after N] [--malformed KIND --after N]\n");
     return 2;
