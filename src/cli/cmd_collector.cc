@@ -1,4 +1,6 @@
 // `trawl collector`: flags and config keys -> CollectorOptions -> Collector.
+#include <arpa/inet.h>
+
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -9,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "collector/collector.h"
+#include "wire/tcp.h"
 
 namespace trawl::cli {
 
@@ -107,6 +110,66 @@ Command add_collector_command(CLI::App& app) {
             o.min_free_percent = 0;
             return ok_status();
           }, "5%");
+  // --- live channel and osmo-pcap compatibility (docs/live.md, docs/osmo-migration.md)
+  s.value("zmq", "Publish live packets and events over ZeroMQ (PUB) on tcp://ADDR:PORT: osmo-pcap v1 and trawl v2 topics",
+          [&o](std::string_view v) -> Status {
+            if (auto hp = live::parse_zmq_endpoint(v); !hp) return std::move(hp).error();
+            o.live.zmq_listen = v;
+            return ok_status();
+          });
+  s.list("pcap-listen",
+         "PCAP-over-IP listener: ADDR:PORT[,agent=NAME][,format=pcap|pcapng][,linktype=N][,filter=BPF] (filter last)",
+         [&o](std::string_view v) -> Status {
+           auto l = live::parse_pcap_listener(v);
+           if (!l) return std::move(l).error();
+           o.live.pcap_listeners.push_back(std::move(*l));
+           return ok_status();
+         },
+         [&o] { o.live.pcap_listeners.clear(); });
+  s.value("live-queue", "Bytes queued per live subscriber before its packets are dropped (counted)",
+          [&o](std::string_view v) -> Status {
+            auto n = parse_size(v);
+            if (!n) return std::move(n).error();
+            if (*n < (64u << 10)) return Error("live queue must be at least 64KiB");
+            o.live.subscriber_queue_bytes = *n;
+            return ok_status();
+          }, "32MiB");
+  s.list("stream-only", "Publish this agent's packets live but do not store them (acked once published)",
+         [&o](std::string_view v) -> Status {
+           o.stream_only.emplace_back(v);
+           return ok_status();
+         },
+         [&o] { o.stream_only.clear(); });
+  s.value("osmo-listen", "Accept osmo-pcap clients (osmo-pcap-client) on ADDR:PORT", [&o](std::string_view v) -> Status {
+    if (auto hp = wire::parse_host_port(v); !hp) return std::move(hp).error();
+    o.osmo_listen = v;
+    return ok_status();
+  });
+  s.list("osmo-client", "Map an osmo-pcap client's source address to an agent name: IP=NAME (others are refused)",
+         [&o](std::string_view v) -> Status {
+           size_t eq = v.find('=');
+           if (eq == std::string_view::npos || eq == 0 || eq + 1 == v.size()) {
+             return Error(fmt::format("'{}': expected IP=NAME", v));
+           }
+           std::string ip(v.substr(0, eq));
+           in6_addr a6;
+           if (inet_pton(AF_INET, ip.c_str(), &a6) != 1 && inet_pton(AF_INET6, ip.c_str(), &a6) != 1) {
+             return Error(fmt::format("'{}' is not an IP address", ip));
+           }
+           o.osmo_clients[ip] = std::string(v.substr(eq + 1));
+           return ok_status();
+         },
+         [&o] { o.osmo_clients.clear(); });
+  s.value("osmo-max-caplen", "Close an osmo-pcap connection that sends a record larger than this (bytes)",
+          [&o](std::string_view v) -> Status {
+            auto n = parse_uint(v, 65535 - 16);
+            if (!n) return std::move(n).error();
+            if (*n < 64) return Error("osmo-max-caplen must be at least 64");
+            o.osmo_max_caplen = static_cast<uint32_t>(*n);
+            return ok_status();
+          }, "65519");
+  s.flag("osmo-tls", "osmo-pcap clients connect over TLS (the collector's certificate; clients need one from its CA)",
+         [&o](bool b) { o.osmo_tls = b; });
   s.attach(*sub);
   auto port_file = std::make_shared<std::string>();
   sub->add_option("--port-file", *port_file, "Write the bound port to this file once listening (for scripts)");

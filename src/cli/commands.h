@@ -38,5 +38,6 @@ Command add_up_command(CLI::App& app);
 Command add_coverage_command(CLI::App& app);
 Command add_status_command(CLI::App& app);
 Command add_analyze_command(CLI::App& app);
+Command add_tail_command(CLI::App& app);
 
 }  // namespace trawl::cli

@@ -91,6 +91,7 @@ int main(int argc, char** argv) {
       {"coverage", add_coverage_command(app)},
       {"status", add_status_command(app)},
       {"analyze", add_analyze_command(app)},
+      {"tail", add_tail_command(app)},
   };
 
   try {

@@ -2,9 +2,10 @@
 // session loop. One session:
 //   1. TLS handshake -> the agent's name comes from its certificate
 //   2. HELLO -> storage slot (taking over from a stale connection) -> WELCOME
-//   3. receive -> verify (BatchView::parse) -> dedupe (spool id, seq)
-//      -> writer.append (begin_batch / packet / end_batch; may rotate)
-//      -> ledger (per-minute completeness counts)
+//   3. receive -> verify (BatchView::parse) -> accept_batch: dedupe (spool
+//      id, seq) -> publish live (LiveBus, never blocks) -> writer.append
+//      (begin_batch / packet / end_batch; may rotate; skipped for
+//      stream-only agents) -> ledger (per-minute completeness counts)
 //   4. group commit: fdatasync at most every group_commit_ns -> ledger -> ACK
 #include "collector/collector.h"
 
@@ -19,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "collector/osmo_listener.h"
 #include "core/time_parse.h"
 #include "pki/pki.h"
 #include "store/segment_name.h"
@@ -75,6 +77,7 @@ class Session {
     } else if (!agent_.empty()) {
       spdlog::info("collector: agent {} ({}) disconnected", agent_, conn_->peer_address());
     }
+    if (slot_ && c_.live_) c_.live_->publish_event(agent_, "disconnect", conn_->peer_address());
     conn_->shutdown();
   }
 
@@ -126,8 +129,9 @@ class Session {
       slot_->connected_since_ns = c_.clock_.wall_ns();
       slot_->disconnect_reason.clear();
       TRAWL_TRY(slot_->writer->sync(), "syncing before WELCOME");
-      if (slot_->writer->spool_id() == h->spool_id) w.durable_seq = slot_->writer->last_seq();
+      if (slot_->spool_id() == h->spool_id) w.durable_seq = slot_->last_seq();
     }
+    if (c_.live_) c_.live_->publish_event(agent_, "connect", conn_->peer_address());
     wire::encode(out_, w);
     spdlog::info("collector: agent {} connected from {} (host {}, {}; resuming after seq {})", agent_,
                  conn_->peer_address(), h->hostname, h->software, w.durable_seq);
@@ -142,70 +146,10 @@ class Session {
     }
     last_seq_in_session_ = b->seq();
     std::lock_guard lock(slot_->mu);
-    auto& w = *slot_->writer;
-    if (b->spool_id() == w.spool_id() && b->seq() <= w.last_seq()) {
-      c_.counters_.batches_duplicate.fetch_add(1, std::memory_order_relaxed);
-      need_ack_ = true;
-      return ok_status();
-    }
-    if (b->spool_id() != w.spool_id() && w.spool_id() != 0) {
-      spdlog::info("collector: agent {} starts a new sequence space (spool id {:016x}, was {:016x})", agent_,
-                   b->spool_id(), w.spool_id());
-    }
-    auto& ledger = *slot_->ledger;
-    auto& slot = *slot_;
-    uint64_t t0 = c_.clock_.mono_ns();
-    Status s = w.begin_batch(b->spool_id(), b->seq(), b->interfaces());
-    if (!s) {
-      ledger.rollback();
-      return storage_error(std::move(s));
-    }
-    ledger.begin_batch(b->interfaces());
-    uint64_t newest = slot.newest_packet_ns;
-    b->for_each(
-        [&](const PacketView& p) {
-          w.packet(p);
-          ledger.packet(p.iface, p.ts_ns, static_cast<uint32_t>(p.data.size()));
-          newest = std::max(newest, p.ts_ns);
-        },
-        [&](const InterfaceStats& st) {
-          w.stats(st);
-          ledger.stats(st);
-          note_stats(b->interfaces(), st);
-        },
-        [&](const Gap& g) {
-          spdlog::warn("collector: agent {} reports a gap: {} packets, {} bytes lost ({})", agent_,
-                       g.packets, g.bytes, to_string(g.reason));
-          w.gap(g);
-          ledger.gap(g);
-        },
-        [&](const SpoolStatus& sp) { slot.spool = sp; });
-    ledger.end_batch();
-    s = w.end_batch();
-    if (!s) {
-      ledger.rollback();
-      return storage_error(std::move(s));
-    }
-    slot.newest_packet_ns = newest;
-    slot.last_batch_wall_ns = c_.clock_.wall_ns();
-    slot.write_latency.observe(c_.clock_.mono_ns() - t0);
-    c_.counters_.batches_stored.fetch_add(1, std::memory_order_relaxed);
-    c_.counters_.packets_stored.fetch_add(b->packets(), std::memory_order_relaxed);
-    c_.counters_.bytes_stored.fetch_add(b->packet_bytes(), std::memory_order_relaxed);
+    auto accepted = c_.accept_batch(*slot_, agent_, body, *b);
+    if (!accepted) return storage_error(std::move(accepted).error());
     need_ack_ = true;
     return ok_status();
-  }
-
-  // Keeps the last cumulative STATS per interface for `trawl status`.
-  void note_stats(const std::vector<InterfaceInfo>& ifaces, const InterfaceStats& st) {
-    const std::string& name = ifaces[st.iface].name;
-    auto& names = slot_->iface_names;
-    size_t i = std::find(names.begin(), names.end(), name) - names.begin();
-    if (i == names.size()) {
-      names.push_back(name);
-      slot_->iface_stats.emplace_back();
-    }
-    slot_->iface_stats[i] = st;
   }
 
   Status storage_error(Status s) {
@@ -232,7 +176,7 @@ class Session {
       slot_->sync_latency.observe(c_.clock_.mono_ns() - t0);
       if (c_.opts_.fsync) c_.counters_.fsyncs.fetch_add(1, std::memory_order_relaxed);
       c_.ledger_commit(*slot_, agent_, false);
-      seq = slot_->writer->last_seq();
+      seq = slot_->last_seq();
     }
     last_commit_ = now;
     need_ack_ = false;
@@ -385,6 +329,80 @@ Collector::Collector(CollectorOptions opts, const Clock& clock) : opts_(std::mov
 
 Collector::~Collector() { stop(); }
 
+Result<bool> Collector::accept_batch(AgentSlot& slot, const std::string& agent, std::span<const uint8_t> body,
+                                     const wire::BatchView& b) {
+  if (b.spool_id() == slot.spool_id() && b.seq() <= slot.last_seq()) {
+    counters_.batches_duplicate.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  // Live first: subscribers see the batch while it is being written.
+  if (live_) live_->publish_batch(agent, body);
+  if (slot.stream_only) {
+    slot.live_spool_id = b.spool_id();
+    slot.live_last_seq = b.seq();
+    counters_.batches_streamed.fetch_add(1, std::memory_order_relaxed);
+    counters_.packets_streamed.fetch_add(b.packets(), std::memory_order_relaxed);
+    return true;
+  }
+  auto& w = *slot.writer;
+  if (b.spool_id() != w.spool_id() && w.spool_id() != 0) {
+    spdlog::info("collector: agent {} starts a new sequence space (spool id {:016x}, was {:016x})", agent,
+                 b.spool_id(), w.spool_id());
+  }
+  auto& ledger = *slot.ledger;
+  uint64_t t0 = clock_.mono_ns();
+  if (Status s = w.begin_batch(b.spool_id(), b.seq(), b.interfaces()); !s) {
+    ledger.rollback();
+    return std::move(s).error().with_context("storing batch");
+  }
+  ledger.begin_batch(b.interfaces());
+  uint64_t newest = slot.newest_packet_ns;
+  b.for_each(
+      [&](const PacketView& p) {
+        w.packet(p);
+        ledger.packet(p.iface, p.ts_ns, static_cast<uint32_t>(p.data.size()));
+        newest = std::max(newest, p.ts_ns);
+      },
+      [&](const InterfaceStats& st) {
+        w.stats(st);
+        ledger.stats(st);
+        note_stats(slot, b.interfaces(), st);
+      },
+      [&](const Gap& g) {
+        spdlog::warn("collector: agent {} reports a gap: {} packets, {} bytes lost ({})", agent, g.packets, g.bytes,
+                     to_string(g.reason));
+        w.gap(g);
+        ledger.gap(g);
+      },
+      [&](const SpoolStatus& sp) { slot.spool = sp; });
+  ledger.end_batch();
+  if (Status s = w.end_batch(); !s) {
+    ledger.rollback();
+    return std::move(s).error().with_context("storing batch");
+  }
+  slot.newest_packet_ns = newest;
+  slot.last_batch_wall_ns = clock_.wall_ns();
+  slot.write_latency.observe(clock_.mono_ns() - t0);
+  counters_.batches_stored.fetch_add(1, std::memory_order_relaxed);
+  counters_.packets_stored.fetch_add(b.packets(), std::memory_order_relaxed);
+  counters_.bytes_stored.fetch_add(b.packet_bytes(), std::memory_order_relaxed);
+  return true;
+}
+
+// Keeps the last cumulative STATS per interface for `trawl status`.
+void Collector::note_stats(AgentSlot& slot, const std::vector<InterfaceInfo>& ifaces, const InterfaceStats& st) {
+  const std::string& name = ifaces[st.iface].name;
+  auto& names = slot.iface_names;
+  size_t i = std::find(names.begin(), names.end(), name) - names.begin();
+  if (i == names.size()) {
+    names.push_back(name);
+    slot.iface_stats.emplace_back();
+  }
+  slot.iface_stats[i] = st;
+}
+
+uint16_t Collector::osmo_port() const { return osmo_ ? osmo_->port() : 0; }
+
 Status Collector::start() {
   started_wall_ns_ = clock_.wall_ns();
   wire::ignore_sigpipe();
@@ -399,6 +417,15 @@ Status Collector::start() {
   std::filesystem::create_directories(opts_.data_dir, ec);
   if (ec) return Error(fmt::format("creating data directory {}: {}", opts_.data_dir.string(), ec.message()));
   recover_unsealed();
+  if (opts_.live.enabled()) {
+    auto bus = live::LiveBus::start(opts_.live);
+    if (!bus) return std::move(bus).error();
+    live_ = std::move(*bus);
+  }
+  if (!opts_.osmo_listen.empty()) {
+    osmo_ = std::make_unique<OsmoListener>(*this);
+    TRAWL_TRY(osmo_->start(), "--osmo-listen " + opts_.osmo_listen);
+  }
   auto hp = wire::parse_host_port(opts_.listen);
   if (!hp) return std::move(hp).error().with_context("--listen");
   auto fd = wire::tcp_listen(*hp);
@@ -437,6 +464,7 @@ Status Collector::start() {
 void Collector::stop() {
   if (stopping_.exchange(true)) return;
   http_.reset();
+  if (osmo_) osmo_->stop();
   if (accept_thread_.joinable()) accept_thread_.join();
   {
     std::unique_lock lock(sessions_mu_);
@@ -454,6 +482,7 @@ void Collector::stop() {
   }
   if (listen_fd_ >= 0) close(listen_fd_);
   listen_fd_ = -1;
+  if (live_) live_->stop();  // after sealing: closingtracefile events go out first
 }
 
 // Ready means a new file can be created and written in the data directory.
@@ -496,6 +525,20 @@ void Collector::write_metrics(metrics::Exposition& e) {
   e.counter("trawl_collector_ledger_errors_total", "Failed completeness-ledger writes (retried)", c.ledger_errors.load());
   e.gauge("trawl_collector_disk_free_bytes", "Free bytes on the data file system (at the last retention pass)",
           static_cast<double>(disk_free_bytes_.load()));
+  e.counter("trawl_collector_streamed_batches_total", "Batches of stream-only agents (published live, not stored)",
+            c.batches_streamed.load());
+  e.counter("trawl_collector_streamed_packets_total", "Packets of stream-only agents (published live, not stored)",
+            c.packets_streamed.load());
+  if (osmo_) {
+    e.counter("trawl_collector_osmo_connections_total", "osmo-pcap client connections accepted",
+              c.osmo_connections.load());
+    for (size_t i = 0; i < static_cast<size_t>(live::osmo::Malformed::kCount); ++i) {
+      e.counter("trawl_collector_osmo_malformed_total", "osmo-pcap connections closed for an impossible message, by reason",
+                c.osmo_malformed_by_reason[i].load(),
+                {{"reason", std::string(live::osmo::to_string(static_cast<live::osmo::Malformed>(i)))}});
+    }
+  }
+  if (live_) live_->write_metrics(e);
   struct AgentView {
     std::string name;
     store::SegmentCounters sc;
@@ -628,9 +671,13 @@ Result<std::shared_ptr<AgentSlot>> Collector::slot_for(const std::string& agent,
   so.rotate_bytes = opts_.rotate_bytes;
   so.rotate_every_ns = opts_.rotate_every_ns;
   so.fsync = opts_.fsync;
-  // A sealed segment is a retention candidate: check the limits right away,
-  // so a fast agent cannot outrun the free-space floor between passes.
-  so.on_sealed = [this](const std::filesystem::path&) { retention_due_.store(true); };
+  // A sealed segment is a retention candidate (check the limits right away,
+  // so a fast agent cannot outrun the free-space floor between passes) and
+  // an event for live subscribers.
+  so.on_sealed = [this, agent](const std::filesystem::path& sealed) {
+    retention_due_.store(true);
+    if (live_) live_->publish_event(agent, "closingtracefile", sealed.string());
+  };
   auto w = store::SegmentWriter::open(so, clock_);
   if (!w) return std::move(w).error().with_context("opening storage for agent " + agent);
   auto ledger = LedgerBook::open(so.dir / kLedgerFileName, opts_.fsync);
@@ -649,6 +696,7 @@ Result<std::shared_ptr<AgentSlot>> Collector::slot_for(const std::string& agent,
     }
   }
   auto slot = std::make_shared<AgentSlot>();
+  slot->stream_only = std::find(opts_.stream_only.begin(), opts_.stream_only.end(), agent) != opts_.stream_only.end();
   slot->writer = std::move(*w);
   slot->ledger = std::move(*ledger);
   slot->host = host;

@@ -20,11 +20,14 @@
 #include "collector/ledger.h"
 #include "collector/retention.h"
 #include "core/clock.h"
+#include "live/live_bus.h"
+#include "live/osmo_protocol.h"
 #include "core/result.h"
 #include "metrics/exposition.h"
 #include "pki/pki.h"
 #include "web/http_server.h"
 #include "store/segment_writer.h"
+#include "wire/frames.h"
 #include "wire/tls.h"
 
 namespace trawl::collector {
@@ -48,6 +51,13 @@ struct CollectorOptions {
   uint64_t retain_age_ns = 0;
   uint64_t min_free_bytes = 0;             // free-space floor on the data file system
   double min_free_percent = 0;             // same, as a share of the file system
+  // --- live channel and osmo-pcap compatibility (docs/live.md, docs/osmo-migration.md)
+  live::LiveOptions live;                  // --zmq, --pcap-listen, --live-queue
+  std::vector<std::string> stream_only;    // agents published live but never stored
+  std::string osmo_listen;                 // ADDR:PORT for osmo-pcap clients ("" = off)
+  std::map<std::string, std::string> osmo_clients;  // client IP address -> agent name
+  uint32_t osmo_max_caplen = 65535 - 16;   // larger records close the connection
+  bool osmo_tls = false;                   // osmo-pcap clients connect over TLS (collector's credentials)
 };
 
 
@@ -76,6 +86,11 @@ struct CollectorCounters {
   std::atomic<uint64_t> evictions[static_cast<size_t>(EvictionReason::kCount)] = {};
   std::atomic<uint64_t> evicted_bytes{0};
   std::atomic<uint64_t> ledger_errors{0};
+  // live / osmo-pcap
+  std::atomic<uint64_t> batches_streamed{0};  // stream-only agents: published, not stored
+  std::atomic<uint64_t> packets_streamed{0};
+  std::atomic<uint64_t> osmo_connections{0};
+  std::atomic<uint64_t> osmo_malformed_by_reason[static_cast<size_t>(live::osmo::Malformed::kCount)] = {};
 };
 
 // One agent's storage, shared by its (at most one live) connection and the
@@ -105,7 +120,16 @@ struct AgentSlot {
   // Not guarded: lock-free histograms.
   metrics::LatencyHistogram write_latency;  // one batch into the segment (begin..end)
   metrics::LatencyHistogram sync_latency;   // group commit: write + fdatasync
+  // Stream-only agents (published live, not stored): the sequence position
+  // lives here, in memory, instead of in the segments.
+  bool stream_only = false;
+  uint64_t live_spool_id = 0;
+  uint64_t live_last_seq = 0;
+  uint64_t spool_id() const { return stream_only ? live_spool_id : writer->spool_id(); }
+  uint64_t last_seq() const { return stream_only ? live_last_seq : writer->last_seq(); }
 };
+
+class OsmoListener;
 
 class Collector {
  public:
@@ -113,6 +137,8 @@ class Collector {
   ~Collector();
   Status start();
   uint16_t port() const { return port_; }
+  uint16_t osmo_port() const;
+  const live::LiveBus* live() const { return live_.get(); }
   void stop();
   const CollectorCounters& counters() const { return counters_; }
 
@@ -128,11 +154,21 @@ class Collector {
   web::HttpResponse api_coverage(std::string_view target);
   // Commits the ledger after a successful writer sync (slot->mu held).
   void ledger_commit(AgentSlot& slot, const std::string& agent, bool force_durable);
+  static void note_stats(AgentSlot& slot, const std::vector<InterfaceInfo>& ifaces, const InterfaceStats& st);
   void serve(int fd, std::string peer);
   // Finds or opens the agent's storage (recovering its segments).
   Result<std::shared_ptr<AgentSlot>> slot_for(const std::string& agent, const std::string& host);
 
+  // The one store step of native and osmo-pcap sessions (caller holds
+  // slot.mu): dedupe -> publish live -> store (unless stream-only).
+  // true: accepted; false: a duplicate; Error: storage failed (rolled back).
+  Result<bool> accept_batch(AgentSlot& slot, const std::string& agent, std::span<const uint8_t> body,
+                            const wire::BatchView& b);
+
   friend class Session;
+  friend class OsmoListener;
+  std::unique_ptr<live::LiveBus> live_;
+  std::unique_ptr<OsmoListener> osmo_;
   CollectorOptions opts_;
   const Clock& clock_;
   CollectorCounters counters_;

@@ -1,0 +1,67 @@
+// LiveBus: where the collector's session threads hand every accepted batch
+// and every agent event, for the live outputs (ZeroMQ publisher,
+// PCAP-over-IP listeners). docs/live.md describes formats and semantics.
+//
+// publish_batch() copies the BATCH body once into a pooled buffer, parses
+// it into a view over that copy, and offers the shared, immutable item to
+// each output's bounded queue; it never blocks on an output or a
+// subscriber (a full queue drops and counts). The copy is the only work
+// the storage path pays for live outputs.
+//
+// Thread-safe: publish_*() and write_metrics() from any thread. start()
+// returns once every output listens; stop() joins their threads.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/result.h"
+#include "live/live_item.h"
+#include "live/pcap_server.h"
+#include "live/zmq_publisher.h"
+#include "metrics/exposition.h"
+
+namespace trawl::live {
+
+struct LiveOptions {
+  std::string zmq_listen;                        // "tcp://ADDR:PORT" or "ADDR:PORT"; "" = off
+  std::vector<PcapListenerOptions> pcap_listeners;
+  size_t subscriber_queue_bytes = 32u << 20;     // per subscriber
+  size_t output_queue_batches = 1024;            // per output, between sessions and its thread
+  size_t output_queue_bytes = 256u << 20;
+  bool enabled() const { return !zmq_listen.empty() || !pcap_listeners.empty(); }
+};
+
+// "tcp://*:5555", "tcp://127.0.0.1:0", "0.0.0.0:5555" -> host/port.
+Result<wire::HostPort> parse_zmq_endpoint(std::string_view s);
+
+class LiveBus {
+ public:
+  static Result<std::unique_ptr<LiveBus>> start(const LiveOptions& opts);
+  ~LiveBus();
+
+  void publish_batch(std::string_view agent, std::span<const uint8_t> batch_body);
+  // event: connect, disconnect, closingtracefile; text: v1 payload ("" = none).
+  void publish_event(std::string_view agent, std::string_view event, std::string_view text);
+
+  void write_metrics(metrics::Exposition& e) const;
+  uint16_t zmq_port() const { return zmq_ ? zmq_->port() : 0; }
+  std::vector<uint16_t> pcap_ports() const;
+  void stop();
+
+ private:
+  LiveBus() = default;
+  void offer(const LiveItemPtr& item);
+
+  std::shared_ptr<ItemPool> pool_ = std::make_shared<ItemPool>();
+  std::unique_ptr<ZmqPublisher> zmq_;
+  std::vector<std::unique_ptr<PcapServer>> pcap_;
+  std::atomic<uint64_t> batches_{0};
+  std::atomic<uint64_t> packets_{0};
+  std::atomic<uint64_t> events_{0};
+};
+
+}  // namespace trawl::live
