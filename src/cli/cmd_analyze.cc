@@ -58,7 +58,7 @@ Command add_analyze_command(CLI::App& app) {
   sub->add_flag("--no-gsmtap-frames", st->no_gsmtap_frames, "GSMTAP: only the counts, no record per frame");
 
   return [st]() -> int {
-    // Records own stdout; log lines (spdlog writes to stdout) go to stderr.
+    // Records own stdout; anything else a library might print goes to stderr.
     std::fflush(stdout);
     int stdout_fd = ::dup(1);
     if (stdout_fd < 0 || ::dup2(2, 1) < 0) {

@@ -2,6 +2,7 @@
 // over to the modules.
 #include <CLI/CLI.hpp>
 #include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <csignal>
@@ -50,6 +51,8 @@ class JsonMessageFlag final : public spdlog::custom_flag_formatter {
 // One line per event: human-readable by default, JSON objects with
 // --log-format json (for log shippers).
 void configure_logging(const std::string& format) {
+  // Logs go to stderr: stdout belongs to data (trawl query, analyze, tail -w -).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("trawl"));
   if (format == "json") {
     auto f = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
     f->add_flag<JsonMessageFlag>('j').set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","pid":%P,"msg":"%j"})");
