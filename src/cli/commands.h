@@ -29,5 +29,7 @@ Command add_agent_command(CLI::App& app);
 Command add_collector_command(CLI::App& app);
 Command add_pki_command(CLI::App& app);
 Command add_up_command(CLI::App& app);
+Command add_query_command(CLI::App& app);
+Command add_ls_command(CLI::App& app);
 
 }  // namespace trawl::cli

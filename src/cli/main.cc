@@ -83,6 +83,8 @@ int main(int argc, char** argv) {
       {"agent", add_agent_command(app)},
       {"collector", add_collector_command(app)},
       {"pki", add_pki_command(app)},
+      {"query", add_query_command(app)},
+      {"ls", add_ls_command(app)},
   };
 
   try {
