@@ -4,6 +4,7 @@
 #include <pcap/pcap.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -28,31 +29,46 @@ namespace {
 // libpcap's filter compiled once per link type.
 class BpfCache {
  public:
-  explicit BpfCache(std::string filter) : filter_(std::move(filter)) {}
+  BpfCache(std::string filter, std::function<void(const std::string&)> notice)
+      : filter_(std::move(filter)), notice_(std::move(notice)) {}
   ~BpfCache() {
     for (auto& [lt, p] : progs_)
-      if (p) pcap_freecode(p.get());
+      if (p) pcap_freecode(p.get());  // kRejectAll is not in the map
   }
   // nullptr: no filter (every packet matches).
   Result<const bpf_program*> get(uint16_t link_type) {
     if (filter_.empty()) return static_cast<const bpf_program*>(nullptr);
     auto it = progs_.find(link_type);
-    if (it != progs_.end()) return static_cast<const bpf_program*>(it->second.get());
+    if (it != progs_.end())
+      return static_cast<const bpf_program*>(it->second ? it->second.get() : &kRejectAll);
     pcap_t* dead = pcap_open_dead_with_tstamp_precision(link_type, 262144, PCAP_TSTAMP_PRECISION_NANO);
     if (!dead) return Error("pcap_open_dead failed");
     auto prog = std::make_unique<bpf_program>();
     int rc = pcap_compile(dead, prog.get(), filter_.c_str(), 1, PCAP_NETMASK_UNKNOWN);
     std::string err = rc != 0 ? pcap_geterr(dead) : "";
     pcap_close(dead);
-    if (rc != 0)
-      return Error(fmt::format("filter \"{}\" (link type {}): {}", filter_, link_type, err));
+    if (rc != 0) {
+      // Ethernet is checked up front; on other link types a filter that
+      // does not apply (e.g. "vlan" on Linux cooked capture) matches none of
+      // their packets, as it would select nothing there.
+      if (link_type == store::kLinkEthernet)
+        return Error(fmt::format("filter \"{}\": {}", filter_, err));
+      if (notice_) notice_(fmt::format("filter does not apply to link type {} ({}); its packets are skipped",
+                                       link_type, err));
+      progs_.emplace(link_type, nullptr);
+      return static_cast<const bpf_program*>(&kRejectAll);
+    }
     auto* raw = prog.get();
     progs_.emplace(link_type, std::move(prog));
     return static_cast<const bpf_program*>(raw);
   }
 
  private:
+  // "ret #0": rejects every packet.
+  static inline bpf_insn kRejectInsn = BPF_STMT(BPF_RET | BPF_K, 0);
+  static inline const bpf_program kRejectAll = {1, &kRejectInsn};
   std::string filter_;
+  std::function<void(const std::string&)> notice_;
   std::map<uint16_t, std::unique_ptr<bpf_program>> progs_;
 };
 
@@ -97,7 +113,7 @@ struct SegmentState {
 class Engine {
  public:
   Engine(const QueryOptions& o, const QueryCallbacks& cb)
-      : o_(o), cb_(cb), pred_(BpfPredicate::parse(o.filter)), bpf_(o.filter) {}
+      : o_(o), cb_(cb), pred_(BpfPredicate::parse(o.filter)), bpf_(o.filter, cb.on_notice) {}
 
   Result<QueryStats> run() {
     if (o_.filter.size() > 0) {

@@ -46,6 +46,10 @@ namespace trawl::store {
 namespace fs = std::filesystem;
 namespace png = pcapng;
 
+// A frame is ended on an alignment boundary when the padding this costs is
+// at most this much (see zstd_frame_end).
+constexpr uint64_t kAlignSlackBytes = 16u << 10;
+
 namespace {
 
 Status fsync_dir(const fs::path& dir) {
@@ -313,6 +317,34 @@ ScanResult scan_batches(std::span<const uint8_t> raw) {
   }
 }
 
+// Ends an open zstd frame whose flushed data ends at file offset `at`:
+// empty non-last blocks (raw: 3 bytes, RLE of length 0: 4 bytes) as padding,
+// then an empty last raw block, so that the frame ends on a multiple of
+// `align` (0: no padding). Why: Wireshark 4.0 reads a .zst in chunks of
+// ZSTD_DStreamInSize() (131075) bytes and, when a frame ends, looks for the
+// next frame's magic at the start of its current chunk instead of at the
+// read position; a multi-frame file is read correctly only if every frame
+// that crosses a chunk boundary also ends on one (docs/storage.md).
+std::vector<uint8_t> zstd_frame_end(uint64_t at, uint64_t align) {
+  std::vector<uint8_t> out;
+  uint64_t pad = 0;
+  if (align) {
+    pad = (align - (at + 3) % align) % align;
+    if (pad == 1 || pad == 2 || pad == 5) pad += align;  // not a sum of 3s and 4s
+  }
+  while (pad > 0) {
+    if (pad % 3 == 0) {
+      out.insert(out.end(), {0x00, 0x00, 0x00});  // raw block, size 0
+      pad -= 3;
+    } else {
+      out.insert(out.end(), {0x02, 0x00, 0x00, 0x00});  // RLE block, size 0
+      pad -= 4;
+    }
+  }
+  out.insert(out.end(), {0x01, 0x00, 0x00});  // raw block, size 0, last
+  return out;
+}
+
 // A place where a compressed segment may be cut: the file offset, the
 // uncompressed offset there, and whether a zstd frame is open at that point
 // (then an empty last block must be appended to end it).
@@ -456,9 +488,9 @@ Status SegmentWriter::recover_part(const fs::path& part) {
     return done(Error::from_errno("truncating " + label));
   uint64_t end = cut.file;
   if (cut.in_frame) {  // end the open frame with an empty last raw block
-    static const uint8_t kLastEmpty[3] = {0x01, 0x00, 0x00};
-    if (auto st = write_all(fd, kLastEmpty, end, label); !st.ok()) return done(st);
-    end += 3;
+    auto tail = zstd_frame_end(end, opts_.align_bytes);
+    if (auto st = write_all(fd, tail, end, label); !st.ok()) return done(st);
+    end += tail.size();
   }
   if (!sealed) {
     std::vector<uint8_t> seal;
@@ -593,6 +625,7 @@ Status SegmentWriter::settle() {
     }
     truncate_pending_ = false;
     file_bytes_ = durable_.file;
+    blk_crc_ = durable_.blk_crc;  // an earlier attempt may have written past it
     if (durable_.file == 0) {
       discard_segment();  // nothing of it was durable
     } else if (compressed_ && durable_.file > durable_.blk_file) {
@@ -607,8 +640,8 @@ Status SegmentWriter::settle() {
 }
 
 Status SegmentWriter::close_open_frame() {
-  static const uint8_t kLastEmpty[3] = {0x01, 0x00, 0x00};  // raw block, size 0, last
-  if (auto st = write_out(kLastEmpty); !st.ok()) {
+  // The compressor's state is gone (rollback): end the frame by hand.
+  if (auto st = write_out(zstd_frame_end(file_bytes_, opts_.align_bytes)); !st.ok()) {
     truncate_pending_ = true;
     return st;
   }
@@ -921,7 +954,21 @@ Status SegmentWriter::end_batch() {
   cur_.last_seq = batch_seq_;
   ++cur_.batches;
   const uint64_t block_raw = raw_bytes_ + buf_.size() - indexer_.raw_offset();
-  if (block_raw >= opts_.block_bytes) {
+  if (compressed_ && opts_.align_bytes && block_raw >= opts_.block_bytes) {
+    // End the frame on an alignment boundary: once it is big enough, at the
+    // first batch end that falls just short of one (or, for a frame 4x too
+    // big, at the next one whatever it costs).
+    if (auto st = flush(FlushMode::kFlush); !st.ok())
+      return fail(std::move(st).error().with_context("ending batch"));
+    const uint64_t to_boundary = (opts_.align_bytes - (file_bytes_ + 3) % opts_.align_bytes) % opts_.align_bytes;
+    if (to_boundary <= kAlignSlackBytes || block_raw >= 4 * opts_.block_bytes) {
+      if (auto st = write_out(zstd_frame_end(file_bytes_, opts_.align_bytes)); !st.ok())
+        return fail(std::move(st).error().with_context("ending batch"));
+      finish_block();
+      frame_has_input_ = false;
+      ZSTD_CCtx_reset(cctx_, ZSTD_reset_session_only);
+    }
+  } else if (block_raw >= opts_.block_bytes) {
     if (auto st = flush(FlushMode::kEnd); !st.ok())
       return fail(std::move(st).error().with_context("ending batch"));
   } else if (buf_.size() > opts_.write_buffer_bytes / 2) {

@@ -75,6 +75,12 @@ struct SegmentOptions {
   // Uncompressed bytes per zstd frame / index block (ended at the first
   // batch boundary past it).
   size_t block_bytes = 2u << 20;
+  // Compressed segments: frames that end before the seal end on a multiple
+  // of this file offset (padding inside the frame), so that Wireshark 4.0,
+  // which reads .zst files in chunks of this size and mishandles frames
+  // that end inside a chunk they did not start in, reads the whole file.
+  // 0: no padding.
+  size_t align_bytes = 131075;
   // Write the sidecar index (journal while open, .idx when sealed).
   bool index = true;
   // Called (on the writer's thread) after a segment has been sealed and

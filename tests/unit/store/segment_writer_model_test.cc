@@ -42,6 +42,8 @@ class ModelRun {
     // open across syncs and crashes); even seeds: plain pcapng.
     opts_.zstd_level = seed % 2 ? 1 : 0;
     opts_.block_bytes = 4096 + rng_() % 12000;
+    // Frame-end padding to small alignments, so that it happens often.
+    opts_.align_bytes = rng_() % 3 ? 1000 + rng_() % 20000 : 0;
   }
 
   void run(int ops) {
