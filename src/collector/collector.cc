@@ -6,6 +6,7 @@
 //      -> writer.append (begin_batch / packet / end_batch; may rotate)
 //   4. group commit: fdatasync at most every group_commit_ns -> ACK
 #include "collector/collector.h"
+#include "query/http_query.h"  // wt/store
 
 #include <fcntl.h>
 #include <poll.h>
@@ -357,10 +358,14 @@ Status Collector::start() {
         return web::HttpResponse{503, "text/plain; charset=utf-8", "storage not writable\n"};
       }
       return web::HttpResponse{404, "text/plain; charset=utf-8", "not found\n"};
-    });
+    },
+    // wt/store: the query API streams pcapng on threads of its own.
+    {{"/api/v1/query", [dir = opts_.data_dir](std::string_view q, web::HttpStream& out) {
+        query::serve_http_query(q, dir, out);
+      }}});
     if (!srv) return std::move(srv).error();
     http_ = std::move(*srv);
-    spdlog::info("collector: metrics on port {} (/metrics, /healthz, /readyz)", http_->port());
+    spdlog::info("collector: metrics on port {} (/metrics, /healthz, /readyz, /api/v1/query)", http_->port());
   }
   accept_thread_ = std::thread([this] { accept_loop(); });
   housekeeping_thread_ = std::thread([this] { housekeeping_loop(); });
@@ -457,6 +462,8 @@ void Collector::recover_unsealed() {
     so.dir = dir.path();
     so.agent = agent;
     so.fsync = opts_.fsync;
+    so.zstd_level = opts_.zstd_level;  // wt/store
+    so.block_bytes = opts_.block_bytes;
     auto w = store::SegmentWriter::open(so, clock_);
     if (!w) {
       spdlog::error("collector: recovering segments of agent {}: {}", agent, w.error().message());
@@ -524,6 +531,8 @@ Result<std::shared_ptr<AgentSlot>> Collector::slot_for(const std::string& agent,
   so.rotate_bytes = opts_.rotate_bytes;
   so.rotate_every_ns = opts_.rotate_every_ns;
   so.fsync = opts_.fsync;
+  so.zstd_level = opts_.zstd_level;  // wt/store
+  so.block_bytes = opts_.block_bytes;
   auto w = store::SegmentWriter::open(so, clock_);
   if (!w) return std::move(w).error().with_context("opening storage for agent " + agent);
   auto slot = std::make_shared<AgentSlot>();

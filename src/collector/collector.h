@@ -39,6 +39,10 @@ struct CollectorOptions {
   size_t max_connections = 1024;
   int handshake_timeout_ms = 10000;
   std::string metrics_listen;              // ADDR:PORT for /metrics, /healthz, /readyz ("" = off)
+  // Storage format (wt/store): zstd level of segments (0 = plain pcapng) and
+  // uncompressed bytes per zstd frame / index block.
+  int zstd_level = 1;
+  size_t block_bytes = 2u << 20;
 };
 
 // Why a connection was closed for a bad frame (a metrics label).

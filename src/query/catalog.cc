@@ -93,13 +93,16 @@ Result<LoadedSegment> load_segment(const SegmentEntry& entry, bool write_back,
     seg.index = store::rebuild_index(seg.file.bytes(), seg.entry.compressed);
     seg.index_rebuilt = true;
     seg.index_problem = problem;
+    // An open segment has no journal until its first block completes:
+    // nothing to report then.
+    const bool expected = !seg.entry.sealed && !fs::exists(index_path(seg.entry));
     std::string line = fmt::format("index of {} unusable ({}); rebuilt from the segment",
                                    seg.entry.path.filename().string(), problem);
     if (seg.entry.sealed && write_back && ::access(seg.entry.path.parent_path().c_str(), W_OK) == 0) {
       if (auto st = store::write_index_file(index_path(seg.entry), seg.index, size); st.ok())
         line += " and rewritten";
     }
-    if (log) log(line);
+    if (log && !expected) log(line);
   }
   seg.tail_offset = seg.index.covered_end();
   return seg;
