@@ -52,6 +52,7 @@ Command add_query_command(CLI::App& app) {
     std::string from, to, out;
     std::vector<std::string> filter;
     bool quiet = false;
+    bool stats = false;
   };
   auto st = std::make_shared<State>();
   sub->add_option("--data", st->data, "Data directory of the collector")->capture_default_str();
@@ -60,6 +61,7 @@ Command add_query_command(CLI::App& app) {
   sub->add_option("--to", st->to, "End of the time window (inclusive)");
   sub->add_option("-w,--write", st->out, "Write to this file instead of stdout");
   sub->add_flag("-q,--quiet", st->quiet, "No progress line");
+  sub->add_flag("--stats", st->stats, "Print what the query read (segments, blocks, packets) on stderr");
   sub->add_option("filter", st->filter, "BPF filter expression (libpcap syntax)");
 
   return [st]() -> int {
@@ -124,6 +126,13 @@ Command add_query_command(CLI::App& app) {
       fmt::print(stderr, "trawl query: {}\n", r.error().message());
       return 1;
     }
+    if (st->stats)
+      fmt::print(stderr,
+                 "trawl query: {} segments, {} blocks in the window, {} read ({:.1f} MiB decoded), {} packets "
+                 "scanned, {} written, {} indexes rebuilt, {:.3f} s\n",
+                 r->segments, r->blocks, r->candidate_blocks, static_cast<double>(r->raw_bytes_decoded) / (1 << 20),
+                 r->packets_scanned, r->packets_out, r->indexes_rebuilt,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     if (r->damaged_blocks) {
       fmt::print(stderr, "trawl query: {} packets written; {} damaged block(s) skipped\n", r->packets_out,
                  r->damaged_blocks);

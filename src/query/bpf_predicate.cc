@@ -113,6 +113,7 @@ class Parser {
     bool qualified = false;
     if (w == "ip" || w == "ip6") {
       n.family = w == "ip" ? 4 : 6;
+      n.explicit_family = true;
       if (pos_ < t_.size() && (is_type(t_[pos_]) || is_dir(t_[pos_]))) {
         qualified = true;
       } else {
@@ -307,8 +308,12 @@ Tri BpfPredicate::eval(const BpfNode& n, const FlowKey& f) const {
   if (f.kind == FlowKey::kNonIp) {
     // "host X" without ip/ip6 also means "arp host X or rarp host X".
     if ((n.op == BpfNode::kHost || n.op == BpfNode::kNet) && n.family == 4 &&
-        (f.sport == 0x0806 || f.sport == 0x8035))
-      return Tri::kMaybe;
+        (f.sport == 0x0806 || f.sport == 0x8035)) {
+      if (!(f.flags & FlowKey::kArpAddrs)) return Tri::kMaybe;
+      // "ip host X" does not look at ARP; plain "host X" does (as arp host).
+      if (n.explicit_family) return Tri::kFalse;
+      return dir_match(n.dir, prefix_match(f.src, n.addr, n.prefix), prefix_match(f.dst, n.addr, n.prefix));
+    }
     return Tri::kFalse;
   }
   const uint8_t fam = f.kind == FlowKey::kIpv4 ? 4 : 6;

@@ -36,6 +36,7 @@ struct BpfNode {
   std::vector<BpfNode> kids;
   uint8_t dir = 0;      // 0 src or dst, 1 src, 2 dst, 3 src and dst
   uint8_t family = 0;   // 0 any, 4, 6
+  bool explicit_family = false;  // "ip host", "ip6 net": not ARP
   int proto = -1;       // kPort: L4 restriction (6/17/132) or -1; kProto: 1,6,17,58,132
   std::array<uint8_t, 16> addr{};
   unsigned prefix = 0;  // bits (host: 32 or 128)

@@ -59,6 +59,13 @@ void ip(FlowKey& k, std::span<const uint8_t> d, size_t off, uint16_t ethertype) 
   } else {
     k.kind = FlowKey::kNonIp;
     k.sport = ethertype;
+    // ARP/RARP: the 4 bytes where libpcap's "arp host" looks (sender and
+    // target protocol address of an Ethernet/IPv4 ARP).
+    if ((ethertype == 0x0806 || ethertype == 0x8035) && d.size() >= off + 28) {
+      k.flags |= FlowKey::kArpAddrs;
+      std::memcpy(k.src.data(), &d[off + 14], 4);
+      std::memcpy(k.dst.data(), &d[off + 24], 4);
+    }
   }
 }
 

@@ -13,6 +13,8 @@
 //     TCP/UDP/SCTP), like libpcap's `port`;
 //   - fragments (IPv4 MF/offset, IPv6 fragment header) are flagged
 //     kL4Inexact: their ports are not recorded.
+//   - ARP/RARP: the sender/target protocol addresses (what "host X" also
+//     matches);
 // Anything it cannot parse becomes Kind::kUnknown (the query then treats the
 // flow as "may match anything"). Pure functions; FlowSet is not thread-safe.
 #pragma once
@@ -28,6 +30,7 @@ namespace trawl::store {
 struct FlowKey {
   enum Kind : uint8_t { kUnknown = 0, kNonIp = 1, kIpv4 = 4, kIpv6 = 6 };
   static constexpr uint8_t kL4Inexact = 0x01;  // fragment: no ports; proto check loose
+  static constexpr uint8_t kArpAddrs = 0x02;   // kNonIp ARP/RARP: src/dst hold its IPv4 addresses
   static constexpr uint16_t kNoVlan = 0xFFFF;
   static constexpr uint32_t kNoVni = 0xFFFFFFFF;
 
