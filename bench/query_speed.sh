@@ -30,7 +30,7 @@ W=$(mktemp -d /tmp/trawl-bench-query.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 now() { date +%s.%N; }
 secs() { echo "$2 - $1" | bc; }
-size() { du -sb "$@" | awk '{s += $1} END {print s}'; }
+size() { du -sb "$@" | awk '{s += $1} END {printf "%d\n", s}'; }
 
 echo "== fill ($BYTES)"
 mapfile -t inputs < <(ls "$PCAPS"/*/*.pcap "$PCAPS"/*/*.pcapng 2>/dev/null | grep -v /malformed/)

@@ -340,12 +340,61 @@ Tri BpfPredicate::eval(const BpfNode& n, const FlowKey& f) const {
   }
 }
 
+// Over a block's summary: kFalse only if no flow of the block can satisfy
+// the node (existential over-approximation: "and" of two maybes may still
+// be unsatisfiable by one flow, "not" is always maybe).
+Tri BpfPredicate::eval_summary(const BpfNode& n, const store::FlowSummary& s) const {
+  using store::FlowSummary;
+  switch (n.op) {
+    case BpfNode::kAnd:
+      return eval_summary(n.kids[0], s) == Tri::kFalse || eval_summary(n.kids[1], s) == Tri::kFalse
+                 ? Tri::kFalse
+                 : Tri::kMaybe;
+    case BpfNode::kOr:
+      return eval_summary(n.kids[0], s) == Tri::kFalse && eval_summary(n.kids[1], s) == Tri::kFalse
+                 ? Tri::kFalse
+                 : Tri::kMaybe;
+    case BpfNode::kNot:
+      return Tri::kMaybe;
+    default:
+      break;
+  }
+  if (s.flags & FlowSummary::kHasUnknown) return Tri::kMaybe;
+  switch (n.op) {
+    case BpfNode::kFamily:
+      return s.kinds & (1u << n.family) ? Tri::kMaybe : Tri::kFalse;
+    case BpfNode::kHost:
+    case BpfNode::kNet:
+      if (s.flags & FlowSummary::kHasArpNoAddr) return Tri::kMaybe;
+      if (n.prefix != (n.family == 4 ? 32u : 128u)) return Tri::kMaybe;
+      return s.may_have_addr(n.family, n.addr) ? Tri::kMaybe : Tri::kFalse;
+    case BpfNode::kProto:
+      if (s.flags & FlowSummary::kHasInexact) return Tri::kMaybe;
+      return s.has_proto(static_cast<uint8_t>(n.proto)) ? Tri::kMaybe : Tri::kFalse;
+    case BpfNode::kPort: {
+      if (s.flags & FlowSummary::kHasInexact) return Tri::kMaybe;
+      if (!s.has_proto(6) && !s.has_proto(17) && !s.has_proto(132)) return Tri::kFalse;
+      if (n.port_hi - n.port_lo > 64) return Tri::kMaybe;
+      for (uint32_t p = n.port_lo; p <= n.port_hi; ++p)
+        if (s.may_have_port(static_cast<uint16_t>(p))) return Tri::kMaybe;
+      return Tri::kFalse;
+    }
+    default:
+      return Tri::kMaybe;
+  }
+}
+
 bool BpfPredicate::block_may_match(const store::IndexBlock& b) const {
   if (b.packets == 0) return false;
-  if (all_ || (b.flags & store::IndexBlock::kAllFlows) || b.flows.empty()) return true;
-  for (const auto& f : b.flows)
-    if (eval(root_, f) != Tri::kFalse) return true;
-  return false;
+  if (all_ || (b.flags & store::IndexBlock::kAllFlows)) return true;
+  if (b.flows.empty() && b.flow_count == 0) return true;  // no flow list: cannot tell
+  if (eval_summary(root_, b.summary) == Tri::kFalse) return false;
+  bool any = false;
+  if (!b.for_each_flow([&](const store::FlowKey& f) {
+        if (!any && eval(root_, f) != Tri::kFalse) any = true;
+      }))
+    return true;  // flow table fails its checksum: assume anything
+  return any;
 }
 
 }  // namespace trawl::query

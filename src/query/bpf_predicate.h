@@ -54,6 +54,7 @@ class BpfPredicate {
 
  private:
   Tri eval(const BpfNode& n, const store::FlowKey& f) const;
+  Tri eval_summary(const BpfNode& n, const store::FlowSummary& s) const;
   bool all_ = true;
   std::string why_all_;
   BpfNode root_;

@@ -50,7 +50,114 @@ void encode_index_header(std::vector<uint8_t>& out, bool compressed, uint32_t bl
   w.u32le(crc32c(std::span<const uint8_t>(out).subspan(start, 28)));
 }
 
+namespace {
+uint64_t mix(uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xFF51AFD7ED558CCDull;
+  h ^= h >> 33;
+  h *= 0xC4CEB9FE1A85EC53ull;
+  return h ^ (h >> 33);
+}
+void bloom_set(std::array<uint8_t, FlowSummary::kBloomBytes>& b, uint64_t h) {
+  for (int i = 0; i < 3; ++i) {
+    uint64_t bit = (h >> (i * 21)) % (FlowSummary::kBloomBytes * 8);
+    b[bit / 8] |= static_cast<uint8_t>(1u << (bit % 8));
+  }
+}
+bool bloom_test(const std::array<uint8_t, FlowSummary::kBloomBytes>& b, uint64_t h) {
+  for (int i = 0; i < 3; ++i) {
+    uint64_t bit = (h >> (i * 21)) % (FlowSummary::kBloomBytes * 8);
+    if (!(b[bit / 8] & (1u << (bit % 8)))) return false;
+  }
+  return true;
+}
+uint64_t addr_hash(uint8_t family, const std::array<uint8_t, 16>& a) {
+  uint64_t x, y;
+  std::memcpy(&x, a.data(), 8);
+  std::memcpy(&y, a.data() + 8, 8);
+  return mix(x ^ mix(y ^ family));
+}
+}  // namespace
+
+void FlowSummary::add(const FlowKey& f) {
+  kinds |= 1u << (f.kind & 31);
+  if (f.kind == FlowKey::kUnknown) flags |= kHasUnknown;
+  if (f.flags & FlowKey::kL4Inexact) flags |= kHasInexact;
+  if (f.kind == FlowKey::kNonIp && (f.sport == 0x0806 || f.sport == 0x8035) && !(f.flags & FlowKey::kArpAddrs))
+    flags |= kHasArpNoAddr;
+  if (f.kind == FlowKey::kIpv4 || f.kind == FlowKey::kIpv6) protos[f.proto / 8] |= static_cast<uint8_t>(1u << (f.proto % 8));
+  const uint8_t fam = f.kind == FlowKey::kIpv6 ? 6 : 4;
+  if (f.kind == FlowKey::kIpv4 || f.kind == FlowKey::kIpv6 || (f.flags & FlowKey::kArpAddrs)) {
+    bloom_set(addrs, addr_hash(fam, f.src));
+    bloom_set(addrs, addr_hash(fam, f.dst));
+  }
+  if (f.kind == FlowKey::kIpv4 || f.kind == FlowKey::kIpv6) {
+    bloom_set(ports, mix(0x100000u + f.sport));
+    bloom_set(ports, mix(0x100000u + f.dport));
+  }
+}
+
+bool FlowSummary::may_have_addr(uint8_t family, const std::array<uint8_t, 16>& a) const {
+  return bloom_test(addrs, addr_hash(family, a));
+}
+bool FlowSummary::may_have_port(uint16_t p) const { return bloom_test(ports, mix(0x100000u + p)); }
+
+FlowKey decode_flow(std::span<const uint8_t, 46> b) {
+  FlowKey f;
+  ByteReader r(b);
+  f.kind = r.u8();
+  f.flags = r.u8();
+  f.proto = r.u8();
+  r.u8();
+  f.vlan = r.u16le();
+  f.sport = r.u16le();
+  f.dport = r.u16le();
+  f.vni = r.u32le();
+  std::memcpy(f.src.data(), b.data() + 14, 16);
+  std::memcpy(f.dst.data(), b.data() + 30, 16);
+  return f;
+}
+
+uint32_t flow_table_crc(std::span<const uint8_t> bytes) { return crc32c(bytes); }
+
+std::vector<FlowKey> IndexBlock::decoded_flows() const {
+  std::vector<FlowKey> out;
+  for_each_flow([&](const FlowKey& f) { out.push_back(f); });
+  return out;
+}
+
+bool IndexBlock::operator==(const IndexBlock& o) const {
+  return file_offset == o.file_offset && file_size == o.file_size && raw_offset == o.raw_offset &&
+         raw_size == o.raw_size && first_ts == o.first_ts && last_ts == o.last_ts && packets == o.packets &&
+         data_crc == o.data_crc && flags == o.flags && new_interfaces == o.new_interfaces &&
+         summary == o.summary && decoded_flows() == o.decoded_flows();
+}
+
 void encode_index_block(std::vector<uint8_t>& out, const IndexBlock& b) {
+  // The record checksum covers everything but the flow table, which has a
+  // checksum of its own: a query checks the summary of every block but
+  // reads the flows of few.
+  std::vector<uint8_t> table;
+  uint32_t count = 0;
+  if (!b.flows.empty()) {
+    ByteWriter t(table);
+    for (const auto& f : b.flows) {
+      t.u8(f.kind);
+      t.u8(f.flags);
+      t.u8(f.proto);
+      t.u8(0);
+      t.u16le(f.vlan);
+      t.u16le(f.sport);
+      t.u16le(f.dport);
+      t.u32le(f.vni);
+      t.bytes(f.src);
+      t.bytes(f.dst);
+    }
+    count = static_cast<uint32_t>(b.flows.size());
+  } else {
+    table.assign(b.flow_bytes.begin(), b.flow_bytes.end());
+    count = b.flow_count;
+  }
   size_t start = out.size();
   ByteWriter w(out);
   begin_record(w, kRecBlock);
@@ -64,26 +171,24 @@ void encode_index_block(std::vector<uint8_t>& out, const IndexBlock& b) {
   w.u32le(b.data_crc);
   w.u32le(b.flags);
   w.u32le(static_cast<uint32_t>(b.new_interfaces.size()));
-  w.u32le(static_cast<uint32_t>(b.flows.size()));
+  w.u32le(count);
+  w.u32le(crc32c(table));
+  w.u32le(b.summary.kinds);
+  w.u32le(b.summary.flags);
+  w.bytes(b.summary.protos);
+  w.bytes(b.summary.addrs);
+  w.bytes(b.summary.ports);
   for (const auto& i : b.new_interfaces) {
     w.u16le(i.link_type);
     w.u32le(i.snaplen);
     w.u16le(static_cast<uint16_t>(std::min<size_t>(i.name.size(), 0xFFFF)));
     w.bytes(as_bytes(std::string_view(i.name).substr(0, 0xFFFF)));
   }
-  for (const auto& f : b.flows) {
-    w.u8(f.kind);
-    w.u8(f.flags);
-    w.u8(f.proto);
-    w.u8(0);
-    w.u16le(f.vlan);
-    w.u16le(f.sport);
-    w.u16le(f.dport);
-    w.u32le(f.vni);
-    w.bytes(f.src);
-    w.bytes(f.dst);
-  }
-  end_record(out, start);
+  const size_t head_end = out.size();
+  w.bytes(table);
+  // Length covers everything; the trailing checksum covers the head only.
+  w.patch_u32le(start + 4, static_cast<uint32_t>(out.size() - start - 8));
+  w.u32le(crc32c(std::span<const uint8_t>(out).subspan(start, head_end - start)));
 }
 
 void encode_index_end(std::vector<uint8_t>& out, uint64_t segment_size, uint64_t blocks,
@@ -99,7 +204,8 @@ void encode_index_end(std::vector<uint8_t>& out, uint64_t segment_size, uint64_t
 
 namespace {
 
-bool decode_block_record(std::span<const uint8_t> p, IndexBlock& b) {
+// Fills b from a BLOCK payload; *head_len = bytes before the flow table.
+bool decode_block_record(std::span<const uint8_t> p, IndexBlock& b, size_t* head_len) {
   ByteReader r(p);
   b.file_offset = r.u64le();
   b.file_size = r.u64le();
@@ -112,7 +218,16 @@ bool decode_block_record(std::span<const uint8_t> p, IndexBlock& b) {
   b.flags = r.u32le();
   uint32_t nif = r.u32le();
   uint32_t nflows = r.u32le();
-  if (!r.ok() || nif > p.size() / 8 || nflows > p.size() / 44) return false;
+  b.flow_crc = r.u32le();
+  b.summary.kinds = r.u32le();
+  b.summary.flags = r.u32le();
+  auto protos = r.bytes(32);
+  auto addrs = r.bytes(FlowSummary::kBloomBytes);
+  auto ports = r.bytes(FlowSummary::kBloomBytes);
+  if (!r.ok() || nif > p.size() / 8 || nflows > p.size() / 46) return false;
+  std::memcpy(b.summary.protos.data(), protos.data(), 32);
+  std::memcpy(b.summary.addrs.data(), addrs.data(), FlowSummary::kBloomBytes);
+  std::memcpy(b.summary.ports.data(), ports.data(), FlowSummary::kBloomBytes);
   b.new_interfaces.resize(nif);
   for (auto& i : b.new_interfaces) {
     i.link_type = r.u16le();
@@ -122,22 +237,9 @@ bool decode_block_record(std::span<const uint8_t> p, IndexBlock& b) {
     if (!r.ok()) return false;
     i.name.assign(name.begin(), name.end());
   }
-  b.flows.resize(nflows);
-  for (auto& f : b.flows) {
-    f.kind = r.u8();
-    f.flags = r.u8();
-    f.proto = r.u8();
-    r.u8();
-    f.vlan = r.u16le();
-    f.sport = r.u16le();
-    f.dport = r.u16le();
-    f.vni = r.u32le();
-    auto s = r.bytes(16);
-    auto d = r.bytes(16);
-    if (!r.ok()) return false;
-    std::memcpy(f.src.data(), s.data(), 16);
-    std::memcpy(f.dst.data(), d.data(), 16);
-  }
+  *head_len = p.size() - r.remaining();
+  b.flow_count = nflows;
+  b.flow_bytes = r.bytes(uint64_t{nflows} * 46);
   return r.ok() && r.remaining() == 0;
 }
 
@@ -169,19 +271,22 @@ Result<SegmentIndex> decode_index(std::span<const uint8_t> bytes, bool journal) 
     }
     auto rec = bytes.subspan(pos, 8 + len);
     uint32_t rcrc = ByteReader(bytes.subspan(pos + 8 + len, 4)).u32le();
-    if (rcrc != crc32c(rec)) return Error(fmt::format("index record at offset {}: checksum mismatch", pos));
     auto payload = rec.subspan(8);
+    const uint64_t at = pos;
     pos += 12 + len;
     if (type == kRecBlock) {
       if (idx.complete) return Error("index has blocks after its END record");
       IndexBlock b;
-      if (!decode_block_record(payload, b))
-        return Error(fmt::format("index record at offset {}: malformed block", pos - 12 - len));
+      size_t head = 0;
+      if (!decode_block_record(payload, b, &head) || rcrc != crc32c(rec.first(8 + head)))
+        return Error(fmt::format("index record at offset {}: checksum mismatch or malformed block", at));
       if (b.file_offset < expect_off)
         return Error(fmt::format("index record at offset {}: blocks out of order", pos - 12 - len));
       expect_off = b.file_offset + b.file_size;
       idx.packets += b.packets;
       idx.blocks.push_back(std::move(b));
+    } else if (rcrc != crc32c(rec)) {
+      return Error(fmt::format("index record at offset {}: checksum mismatch", at));
     } else if (type == kRecEnd) {
       ByteReader e(payload);
       idx.segment_size = e.u64le();
@@ -198,8 +303,10 @@ Result<SegmentIndex> decode_index(std::span<const uint8_t> bytes, bool journal) 
 Result<SegmentIndex> read_index_file(const fs::path& path, bool journal) {
   auto f = pcapng::MappedFile::open(path);
   if (!f.ok()) return std::move(f).error();
-  auto idx = decode_index(f->bytes(), journal);
+  auto file = std::make_shared<pcapng::MappedFile>(std::move(*f));
+  auto idx = decode_index(file->bytes(), journal);
   if (!idx.ok()) return std::move(idx).error().with_context(path.filename().string());
+  idx->backing = file;  // flow_bytes point into it
   return idx;
 }
 
@@ -249,6 +356,7 @@ IndexBlock BlockIndexer::finish(uint64_t file_end, uint64_t raw_end, uint32_t da
   b.data_crc = data_crc;
   if (flows_.overflowed()) b.flags |= IndexBlock::kAllFlows;
   b.flows = flows_.keys();
+  for (const auto& f : b.flows) b.summary.add(f);
   block_ = IndexBlock{};
   return b;
 }
@@ -416,6 +524,7 @@ SegmentIndex rebuild_index(std::span<const uint8_t> seg, bool compressed, uint32
         b.flags |= IndexBlock::kDamaged | IndexBlock::kAllFlows;
         b.new_interfaces.clear();
         b.flows.clear();
+        b.summary = {};
       }
       raw_off += b.raw_size;
       idx.packets += b.packets;

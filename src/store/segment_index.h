@@ -17,8 +17,10 @@
 // Decoding never throws; all reads are bounds-checked. Not thread-safe.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -35,6 +37,27 @@ struct IndexInterface {
   bool operator==(const IndexInterface&) const = default;
 };
 
+// A block's flows folded into a fixed-size summary that a query checks
+// before it reads the flow list: which kinds / L4 protocols occur, and Bloom
+// filters (k = 3) of the addresses and of the ports. Built from the flows;
+// never says "absent" for something a flow has.
+struct FlowSummary {
+  static constexpr size_t kBloomBytes = 1024;
+  static constexpr uint32_t kHasUnknown = 1;   // a flow that was not parsed
+  static constexpr uint32_t kHasInexact = 2;   // a fragment (ports unknown)
+  static constexpr uint32_t kHasArpNoAddr = 4; // ARP without addresses
+  uint32_t kinds = 0;    // bit FlowKey::kind
+  uint32_t flags = 0;
+  std::array<uint8_t, 32> protos{};  // bitmap of L4 protocol numbers
+  std::array<uint8_t, kBloomBytes> addrs{};
+  std::array<uint8_t, kBloomBytes> ports{};
+  void add(const FlowKey& f);
+  bool may_have_addr(uint8_t family, const std::array<uint8_t, 16>& a) const;
+  bool may_have_port(uint16_t p) const;
+  bool has_proto(uint8_t p) const { return protos[p / 8] & (1u << (p % 8)); }
+  bool operator==(const FlowSummary&) const = default;
+};
+
 struct IndexBlock {
   static constexpr uint32_t kAllFlows = 1;  // flow list incomplete: may match anything
   static constexpr uint32_t kDamaged = 2;   // (rebuilt index) block could not be decoded
@@ -49,14 +72,27 @@ struct IndexBlock {
   uint32_t data_crc = 0;    // CRC32C of the stored bytes [file_offset, +file_size)
   uint32_t flags = 0;
   std::vector<IndexInterface> new_interfaces;  // IDBs in this block, in order
+  FlowSummary summary;
+  // The flows: built by the writer in `flows`; read from a file they stay
+  // encoded in `flow_bytes` (46 bytes each, inside the index's mapping)
+  // and are decoded on demand by for_each_flow().
   std::vector<FlowKey> flows;
-  bool operator==(const IndexBlock&) const = default;
+  std::span<const uint8_t> flow_bytes;
+  uint32_t flow_count = 0;
+  uint32_t flow_crc = 0;
+  // Calls f(flow) for every flow; false if the encoded flow table fails its
+  // checksum (the caller must then assume anything).
+  template <class F>
+  bool for_each_flow(F&& f) const;
+  std::vector<FlowKey> decoded_flows() const;
+  bool operator==(const IndexBlock& o) const;
 };
 
 struct SegmentIndex {
   bool compressed = false;
   uint32_t block_bytes = 0;      // the writer's target block size
   std::vector<IndexBlock> blocks;
+  std::shared_ptr<const void> backing;  // keeps flow_bytes' mapping alive
   bool complete = false;         // END record present (sealed segment)
   uint64_t segment_size = 0;     // from END
   uint64_t packets = 0;          // sum over blocks
@@ -119,6 +155,20 @@ class BlockIndexer {
   IndexBlock block_;
   FlowSet flows_;
 };
+
+FlowKey decode_flow(std::span<const uint8_t, 46> b);
+uint32_t flow_table_crc(std::span<const uint8_t> bytes);
+
+template <class F>
+bool IndexBlock::for_each_flow(F&& f) const {
+  if (!flows.empty()) {
+    for (const auto& k : flows) f(k);
+    return true;
+  }
+  if (flow_bytes.size() != uint64_t{flow_count} * 46 || flow_table_crc(flow_bytes) != flow_crc) return false;
+  for (size_t i = 0; i < flow_count; ++i) f(decode_flow(flow_bytes.subspan(i * 46).first<46>()));
+  return true;
+}
 
 // Decodes the stored bytes of one block to its pcapng bytes (zstd frame ->
 // bytes; plain segments: a copy). Checks data_crc first ("damaged" errors

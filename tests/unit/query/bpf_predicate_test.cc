@@ -85,6 +85,8 @@ TEST(BpfPredicate, NeverExcludesWhatLibpcapMatches) {
     ASSERT_EQ(pcap_compile(dead, &prog, text, 1, PCAP_NETMASK_UNKNOWN), 0) << text;
     auto pred = BpfPredicate::parse(text);
     ASSERT_FALSE(pred.matches_all()) << text;
+    store::IndexBlock block;
+    bool block_lib = false;
     for (int i = 0; i < 3000; ++i) {
       std::vector<uint8_t> fr(12, 0);
       bool vlan = rng() % 5 == 0;
@@ -124,7 +126,20 @@ TEST(BpfPredicate, NeverExcludesWhatLibpcapMatches) {
       pcap_pkthdr h{};
       h.caplen = h.len = static_cast<bpf_u_int32>(fr.size());
       bool lib = pcap_offline_filter(&prog, &h, fr.data()) != 0;
-      Tri t = pred.eval(store::extract_flow(store::kLinkEthernet, fr));
+      const auto flow = store::extract_flow(store::kLinkEthernet, fr);
+      Tri t = pred.eval(flow);
+      // Blocks of 16 frames: flows + summary, as the index has them.
+      block.flows.push_back(flow);
+      block.summary.add(flow);
+      ++block.packets;
+      block_lib = block_lib || lib;
+      if (block.packets == 16) {
+        if (block_lib) {
+          EXPECT_TRUE(pred.block_may_match(block)) << text << " block ending at frame " << i;
+        }
+        block = store::IndexBlock{};
+        block_lib = false;
+      }
       if (lib) {
         EXPECT_NE(t, Tri::kFalse) << text << " frame " << i;
       }
