@@ -106,7 +106,7 @@ struct Stream {
 struct SegmentState {
   LoadedSegment seg;
   size_t agent = 0;
-  std::vector<std::vector<Iface>> block_ifaces;  // interfaces in effect after each block
+  std::vector<Iface> ifaces;  // all of the segment's, in order; block b uses a prefix
   std::vector<uint8_t> tail_raw;                 // open segment: decoded tail
 };
 
@@ -162,12 +162,11 @@ class Engine {
     st->agent = agent;
     st->seg = std::move(seg);
     ++stats_.segments;
-    std::vector<Iface> ifaces;
+    auto& ifaces = st->ifaces;
     const auto& idx = st->seg.index;
     for (size_t b = 0; b < idx.blocks.size(); ++b) {
       const auto& blk = idx.blocks[b];
-      const size_t base = ifaces.size();
-      st->block_ifaces.push_back(ifaces);  // before this block
+      const size_t base = ifaces.size();  // interfaces known before this block
       for (const auto& i : blk.new_interfaces) ifaces.push_back({i.link_type, i.snaplen, i.name});
       const uint64_t order = next_order_++;
       if (blk.flags & store::IndexBlock::kDamaged) {
@@ -179,7 +178,6 @@ class Engine {
       if (!pred_.block_may_match(blk)) continue;
       cands_.push_back({blk.first_ts, order, si, b, base});
     }
-    st->block_ifaces.push_back(ifaces);  // before the tail
     if (st->seg.tail_offset < st->seg.bytes().size()) {
       if (st->seg.entry.sealed) {
         report_damage(*st, st->seg.tail_offset, "not decodable to the end of the segment");
@@ -187,7 +185,7 @@ class Engine {
         st->tail_raw = store::decode_tail(st->seg.bytes(), st->seg.entry.compressed, st->seg.tail_offset);
         if (!st->tail_raw.empty()) {
           // first_ts unknown without decoding: open it first (it is small).
-          cands_.push_back({0, next_order_++, si, SIZE_MAX, 0});
+          cands_.push_back({0, next_order_++, si, SIZE_MAX, ifaces.size()});
         }
       }
     }
@@ -208,7 +206,6 @@ class Engine {
     s.order = c.order;
     std::span<const uint8_t> raw;
     bool tail = c.block == SIZE_MAX;
-    const auto& ifaces = st.block_ifaces[tail ? st.block_ifaces.size() - 1 : c.block];
     if (tail) {
       s.raw = std::move(st.tail_raw);
     } else {
@@ -228,7 +225,8 @@ class Engine {
     raw = s.raw;
 
     std::vector<png::PcapngReader::Interface> start;
-    for (const auto& i : ifaces) start.push_back({i.link_type, i.snaplen, i.name, 9});
+    for (size_t i = 0; i < c.iface_base; ++i)
+      start.push_back({st.ifaces[i].link_type, st.ifaces[i].snaplen, st.ifaces[i].name, 9});
     png::PcapngReader r(raw, std::move(start));
     std::vector<Packet> pending;  // tail: only up to the last complete batch
     for (bool more = true; more;) {

@@ -230,6 +230,8 @@ class MappedFile {
   MappedFile& operator=(const MappedFile&) = delete;
   ~MappedFile();
   std::span<const uint8_t> bytes() const { return {data_, size_}; }
+  // Hint: pages will be touched sparsely (no read-ahead / fault-around).
+  void advise_random() const;
 
  private:
   const uint8_t* data_ = nullptr;

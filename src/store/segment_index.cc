@@ -133,7 +133,7 @@ bool IndexBlock::operator==(const IndexBlock& o) const {
          summary == o.summary && decoded_flows() == o.decoded_flows();
 }
 
-void encode_index_block(std::vector<uint8_t>& out, const IndexBlock& b) {
+void encode_index_block(std::vector<uint8_t>& out, const IndexBlock& b, uint64_t flow_table_offset) {
   // The record checksum covers everything but the flow table, which has a
   // checksum of its own: a query checks the summary of every block but
   // reads the flows of few.
@@ -173,6 +173,7 @@ void encode_index_block(std::vector<uint8_t>& out, const IndexBlock& b) {
   w.u32le(static_cast<uint32_t>(b.new_interfaces.size()));
   w.u32le(count);
   w.u32le(crc32c(table));
+  w.u64le(flow_table_offset);
   w.u32le(b.summary.kinds);
   w.u32le(b.summary.flags);
   w.bytes(b.summary.protos);
@@ -185,7 +186,7 @@ void encode_index_block(std::vector<uint8_t>& out, const IndexBlock& b) {
     w.bytes(as_bytes(std::string_view(i.name).substr(0, 0xFFFF)));
   }
   const size_t head_end = out.size();
-  w.bytes(table);
+  if (flow_table_offset == 0) w.bytes(table);  // else the caller places it there
   // Length covers everything; the trailing checksum covers the head only.
   w.patch_u32le(start + 4, static_cast<uint32_t>(out.size() - start - 8));
   w.u32le(crc32c(std::span<const uint8_t>(out).subspan(start, head_end - start)));
@@ -205,7 +206,8 @@ void encode_index_end(std::vector<uint8_t>& out, uint64_t segment_size, uint64_t
 namespace {
 
 // Fills b from a BLOCK payload; *head_len = bytes before the flow table.
-bool decode_block_record(std::span<const uint8_t> p, IndexBlock& b, size_t* head_len) {
+bool decode_block_record(std::span<const uint8_t> p, IndexBlock& b, size_t* head_len,
+                         std::span<const uint8_t> file) {
   ByteReader r(p);
   b.file_offset = r.u64le();
   b.file_size = r.u64le();
@@ -219,12 +221,13 @@ bool decode_block_record(std::span<const uint8_t> p, IndexBlock& b, size_t* head
   uint32_t nif = r.u32le();
   uint32_t nflows = r.u32le();
   b.flow_crc = r.u32le();
+  const uint64_t table_at = r.u64le();
   b.summary.kinds = r.u32le();
   b.summary.flags = r.u32le();
   auto protos = r.bytes(32);
   auto addrs = r.bytes(FlowSummary::kBloomBytes);
   auto ports = r.bytes(FlowSummary::kBloomBytes);
-  if (!r.ok() || nif > p.size() / 8 || nflows > p.size() / 46) return false;
+  if (!r.ok() || nif > p.size() / 8 || nflows > (table_at ? file.size() : p.size()) / 46) return false;
   std::memcpy(b.summary.protos.data(), protos.data(), 32);
   std::memcpy(b.summary.addrs.data(), addrs.data(), FlowSummary::kBloomBytes);
   std::memcpy(b.summary.ports.data(), ports.data(), FlowSummary::kBloomBytes);
@@ -239,7 +242,13 @@ bool decode_block_record(std::span<const uint8_t> p, IndexBlock& b, size_t* head
   }
   *head_len = p.size() - r.remaining();
   b.flow_count = nflows;
-  b.flow_bytes = r.bytes(uint64_t{nflows} * 46);
+  if (table_at == 0) {
+    b.flow_bytes = r.bytes(uint64_t{nflows} * 46);
+  } else {
+    const uint64_t n = uint64_t{nflows} * 46;
+    if (table_at > file.size() || n > file.size() - table_at) return false;
+    b.flow_bytes = file.subspan(table_at, n);
+  }
   return r.ok() && r.remaining() == 0;
 }
 
@@ -260,6 +269,15 @@ Result<SegmentIndex> decode_index(std::span<const uint8_t> bytes, bool journal) 
   if (version != kIndexVersion) return Error(fmt::format("unsupported index version {}", version));
   idx.compressed = flags & 1;
   size_t pos = kIndexHeaderBytes;
+  {  // count the records first: IndexBlock is ~2 KiB, avoid regrowing
+    size_t n = 0;
+    for (size_t p = pos; p + 12 <= bytes.size() && n < (1u << 24); ++n) {
+      uint32_t len = ByteReader(bytes.subspan(p + 4, 4)).u32le();
+      if (len > kMaxRecord) break;
+      p += 12 + uint64_t{len};
+    }
+    idx.blocks.reserve(n);
+  }
   uint64_t expect_off = 0;
   while (pos < bytes.size()) {
     ByteReader r(bytes.subspan(pos));
@@ -275,10 +293,9 @@ Result<SegmentIndex> decode_index(std::span<const uint8_t> bytes, bool journal) 
     const uint64_t at = pos;
     pos += 12 + len;
     if (type == kRecBlock) {
-      if (idx.complete) return Error("index has blocks after its END record");
       IndexBlock b;
       size_t head = 0;
-      if (!decode_block_record(payload, b, &head) || rcrc != crc32c(rec.first(8 + head)))
+      if (!decode_block_record(payload, b, &head, bytes) || rcrc != crc32c(rec.first(8 + head)))
         return Error(fmt::format("index record at offset {}: checksum mismatch or malformed block", at));
       if (b.file_offset < expect_off)
         return Error(fmt::format("index record at offset {}: blocks out of order", pos - 12 - len));
@@ -294,6 +311,7 @@ Result<SegmentIndex> decode_index(std::span<const uint8_t> bytes, bool journal) 
       e.u64le();
       if (!e.ok() || nblocks != idx.blocks.size()) return Error("index END record does not match its blocks");
       idx.complete = true;
+      break;  // a sealed index keeps its flow tables after END
     }  // unknown record types are skipped (forward compatible)
   }
   if (!journal && !idx.complete) return Error("index has no END record");
@@ -304,17 +322,54 @@ Result<SegmentIndex> read_index_file(const fs::path& path, bool journal) {
   auto f = pcapng::MappedFile::open(path);
   if (!f.ok()) return std::move(f).error();
   auto file = std::make_shared<pcapng::MappedFile>(std::move(*f));
+  file->advise_random();  // a query reads every block's head but few flow tables
   auto idx = decode_index(file->bytes(), journal);
   if (!idx.ok()) return std::move(idx).error().with_context(path.filename().string());
   idx->backing = file;  // flow_bytes point into it
   return idx;
 }
 
-Status write_index_file(const fs::path& path, const SegmentIndex& idx, uint64_t segment_size) {
+std::vector<uint8_t> encode_sealed_index(const SegmentIndex& idx, uint64_t segment_size) {
+  // Heads first (with the offsets of their flow tables), END, then the flow
+  // tables: a query reads a few contiguous pages of heads, not the tables.
+  auto encode_heads = [&](std::vector<uint8_t>& out, uint64_t tables_at) {
+    encode_index_header(out, idx.compressed, idx.block_bytes);
+    uint64_t at = tables_at;
+    for (const auto& b : idx.blocks) {
+      encode_index_block(out, b, at);
+      at += uint64_t{b.flows.empty() ? b.flow_count : static_cast<uint32_t>(b.flows.size())} * 46;
+    }
+    encode_index_end(out, segment_size, idx.blocks.size(), idx.packets);
+  };
   std::vector<uint8_t> out;
-  encode_index_header(out, idx.compressed, idx.block_bytes);
-  for (const auto& b : idx.blocks) encode_index_block(out, b);
-  encode_index_end(out, segment_size, idx.blocks.size(), idx.packets);
+  encode_heads(out, 1);  // sizes do not depend on the offsets
+  const uint64_t tables_at = out.size();
+  out.clear();
+  encode_heads(out, tables_at);
+  ByteWriter w(out);
+  for (const auto& b : idx.blocks) {
+    if (b.flows.empty()) {
+      w.bytes(b.flow_bytes);
+      continue;
+    }
+    for (const auto& f : b.flows) {
+      w.u8(f.kind);
+      w.u8(f.flags);
+      w.u8(f.proto);
+      w.u8(0);
+      w.u16le(f.vlan);
+      w.u16le(f.sport);
+      w.u16le(f.dport);
+      w.u32le(f.vni);
+      w.bytes(f.src);
+      w.bytes(f.dst);
+    }
+  }
+  return out;
+}
+
+Status write_index_file(const fs::path& path, const SegmentIndex& idx, uint64_t segment_size) {
+  std::vector<uint8_t> out = encode_sealed_index(idx, segment_size);
   fs::path tmp = path;
   tmp += ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -7,9 +7,11 @@
 // The file is a header and a sequence of self-checking records (type,
 // length, payload, CRC32C). While a segment is open, the writer appends one
 // BLOCK record per completed block to "<segment>.idx.part" (a journal, read
-// by queries for freshness); at seal it appends an END record and renames
-// it along with the segment. A reader accepts a journal that ends inside a
-// record (it stops there); a sealed index must end with END.
+// by queries for freshness; flow tables inline); at seal it writes the
+// sealed layout (heads, END, then the flow tables, so that a query touches
+// few pages) as "<segment>.idx" and drops the journal. A reader accepts a
+// journal that ends inside a record (it stops there); a sealed index must
+// have END.
 //
 // BlockIndexer accumulates one block's entry as packets arrive (the writer's
 // hot path: a flow extraction and a hash-set insert per packet, no
@@ -105,7 +107,9 @@ constexpr uint16_t kIndexVersion = 1;
 constexpr size_t kIndexHeaderBytes = 32;
 
 void encode_index_header(std::vector<uint8_t>& out, bool compressed, uint32_t block_bytes);
-void encode_index_block(std::vector<uint8_t>& out, const IndexBlock& b);
+// flow_table_offset 0: the flow table follows the record's head (journal);
+// else the file offset where the caller puts it (sealed layout).
+void encode_index_block(std::vector<uint8_t>& out, const IndexBlock& b, uint64_t flow_table_offset = 0);
 void encode_index_end(std::vector<uint8_t>& out, uint64_t segment_size, uint64_t blocks,
                       uint64_t packets);
 
@@ -113,7 +117,10 @@ void encode_index_end(std::vector<uint8_t>& out, uint64_t segment_size, uint64_t
 // appending it); false: the index must be whole and end with END.
 Result<SegmentIndex> decode_index(std::span<const uint8_t> bytes, bool journal);
 Result<SegmentIndex> read_index_file(const std::filesystem::path& path, bool journal);
-// Writes header + blocks + END to tmp, fsync-less, then renames to path.
+// The sealed layout: header, BLOCK heads (flow tables out of line), END,
+// then the flow tables.
+std::vector<uint8_t> encode_sealed_index(const SegmentIndex& idx, uint64_t segment_size);
+// Writes encode_sealed_index() to "<path>.tmp" (no fsync), renames to path.
 Status write_index_file(const std::filesystem::path& path, const SegmentIndex& idx,
                         uint64_t segment_size);
 

@@ -858,19 +858,29 @@ void SegmentWriter::write_journal() {
 void SegmentWriter::publish_index() {
   if (!opts_.index) return;
   write_journal();
-  if (idx_failed_ || idx_fd_ < 0) return;
-  std::vector<uint8_t> end;
-  encode_index_end(end, file_bytes_, idx_blocks_, cur_.seg_packets);
-  const fs::path final_idx = opts_.dir / index_file_name(final_path_.filename().string());
-  Status st = write_all(idx_fd_, end, idx_bytes_, journal_path().filename().string(), &idx_bytes_);
-  ::close(idx_fd_);
-  idx_fd_ = -1;
-  if (st.ok() && ::rename(journal_path().c_str(), final_idx.c_str()) != 0)
-    st = Error::from_errno("renaming " + journal_path().filename().string());
-  if (!st.ok()) {
-    spdlog::warn("index for {}: {}; queries rebuild it", final_path_.filename().string(), st.error().message());
-    ::unlink(journal_path().c_str());
+  if (idx_fd_ >= 0) {
+    ::close(idx_fd_);
+    idx_fd_ = -1;
   }
+  if (idx_failed_) return;
+  // Re-read the journal and write the sealed layout under the final name.
+  const fs::path final_idx = opts_.dir / index_file_name(final_path_.filename().string());
+  Status st = ok_status();
+  if (idx_blocks_ == 0) {
+    SegmentIndex empty;
+    empty.compressed = compressed_;
+    empty.block_bytes = static_cast<uint32_t>(opts_.block_bytes);
+    st = write_index_file(final_idx, empty, file_bytes_);
+  } else if (auto idx = read_index_file(journal_path(), true); !idx.ok()) {
+    st = std::move(idx).error();
+  } else if (idx->blocks.size() != idx_blocks_) {
+    st = Error(fmt::format("journal holds {} of {} blocks", idx->blocks.size(), idx_blocks_));
+  } else {
+    st = write_index_file(final_idx, *idx, file_bytes_);
+  }
+  if (!st.ok())
+    spdlog::warn("index for {}: {}; queries rebuild it", final_path_.filename().string(), st.error().message());
+  ::unlink(journal_path().c_str());
 }
 
 // ---------------------------------------------------------------- batches
