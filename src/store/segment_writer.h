@@ -18,8 +18,8 @@
 //
 // Index: every completed block (frame, or ~block_bytes of a plain segment)
 // gets an entry (offsets, time range, packet count, CRC32C, flows) that
-// sync() appends to "<segment>.idx.part"; at seal the journal gets an END
-// record and is renamed to "<segment>.idx" just before the segment. A segment is
+// sync() appends to "<segment>.idx.part"; at seal the journal is rewritten
+// in the sealed layout as "<segment>.idx" just before the segment is renamed. A segment is
 // sealed when it reaches rotate_bytes (at the next batch boundary, so one
 // batch may overshoot) or when a wall-clock-aligned boundary passes (checked
 // in begin_batch and tick). Segments are opened lazily by the first batch.
