@@ -132,9 +132,10 @@ packet_dump() {
 }
 
 # Sealed segments (plain or zstd) of an agent directory, in time order.
-segments_of() { ls "$1"/*.pcapng "$1"/*.pcapng.zst 2>/dev/null | sort; }
+# (ls fails when one of the patterns matches nothing; that is not an error.)
+segments_of() { { ls "$1"/*.pcapng "$1"/*.pcapng.zst 2>/dev/null || true; } | sort; }
 # Open segments (not their .idx.part index journals).
-parts_of() { ls "$1"/*.pcapng.part "$1"/*.pcapng.zst.part 2>/dev/null | sort; }
+parts_of() { { ls "$1"/*.pcapng.part "$1"/*.pcapng.zst.part 2>/dev/null || true; } | sort; }
 
 check_segments_readable() {
   local f
