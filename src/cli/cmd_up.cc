@@ -68,10 +68,10 @@ Segments list_segments(const fs::path& dir) {
   for (const auto& e : fs::recursive_directory_iterator(dir, ec)) {
     if (!e.is_regular_file()) continue;
     auto name = e.path().filename().string();
-    if (name.ends_with(".pcapng")) {
+    if (name.ends_with(".pcapng") || name.ends_with(".pcapng.zst")) {
       ++s.sealed;
       s.paths.push_back(e.path());
-    } else if (name.ends_with(".pcapng.part")) {
+    } else if (name.ends_with(".pcapng.part") || name.ends_with(".pcapng.zst.part")) {
       ++s.open;
     } else {
       continue;

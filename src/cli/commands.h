@@ -39,5 +39,7 @@ Command add_coverage_command(CLI::App& app);
 Command add_status_command(CLI::App& app);
 Command add_analyze_command(CLI::App& app);
 Command add_tail_command(CLI::App& app);
+Command add_query_command(CLI::App& app);
+Command add_ls_command(CLI::App& app);
 
 }  // namespace trawl::cli

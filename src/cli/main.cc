@@ -95,6 +95,8 @@ int main(int argc, char** argv) {
       {"status", add_status_command(app)},
       {"analyze", add_analyze_command(app)},
       {"tail", add_tail_command(app)},
+      {"query", add_query_command(app)},
+      {"ls", add_ls_command(app)},
   };
 
   try {

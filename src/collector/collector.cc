@@ -8,6 +8,7 @@
 //      stream-only agents) -> ledger (per-minute completeness counts)
 //   4. group commit: fdatasync at most every group_commit_ns -> ledger -> ACK
 #include "collector/collector.h"
+#include "query/http_query.h"  // wt/store
 
 #include <fcntl.h>
 #include <poll.h>
@@ -451,10 +452,14 @@ Status Collector::start() {
         return web::HttpResponse{503, "text/plain; charset=utf-8", "storage not writable\n"};
       }
       return web::HttpResponse{404, "text/plain; charset=utf-8", "not found\n"};
-    });
+    },
+    // wt/store: the query API streams pcapng on threads of its own.
+    {{"/api/v1/query", [dir = opts_.data_dir](std::string_view q, web::HttpStream& out) {
+        query::serve_http_query(q, dir, out);
+      }}});
     if (!srv) return std::move(srv).error();
     http_ = std::move(*srv);
-    spdlog::info("collector: metrics on port {} (/metrics, /healthz, /readyz)", http_->port());
+    spdlog::info("collector: metrics on port {} (/metrics, /healthz, /readyz, /api/v1/query)", http_->port());
   }
   accept_thread_ = std::thread([this] { accept_loop(); });
   housekeeping_thread_ = std::thread([this] { housekeeping_loop(); });
@@ -604,6 +609,8 @@ void Collector::recover_unsealed() {
     so.dir = dir.path();
     so.agent = agent;
     so.fsync = opts_.fsync;
+    so.zstd_level = opts_.zstd_level;  // wt/store
+    so.block_bytes = opts_.block_bytes;
     auto w = store::SegmentWriter::open(so, clock_);
     if (!w) {
       spdlog::error("collector: recovering segments of agent {}: {}", agent, w.error().message());
@@ -678,6 +685,8 @@ Result<std::shared_ptr<AgentSlot>> Collector::slot_for(const std::string& agent,
     retention_due_.store(true);
     if (live_) live_->publish_event(agent, "closingtracefile", sealed.string());
   };
+  so.zstd_level = opts_.zstd_level;  // wt/store
+  so.block_bytes = opts_.block_bytes;
   auto w = store::SegmentWriter::open(so, clock_);
   if (!w) return std::move(w).error().with_context("opening storage for agent " + agent);
   auto ledger = LedgerBook::open(so.dir / kLedgerFileName, opts_.fsync);

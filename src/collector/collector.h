@@ -58,6 +58,10 @@ struct CollectorOptions {
   std::map<std::string, std::string> osmo_clients;  // client IP address -> agent name
   uint32_t osmo_max_caplen = 65535 - 16;   // larger records close the connection
   bool osmo_tls = false;                   // osmo-pcap clients connect over TLS (collector's credentials)
+  // Storage format (wt/store): zstd level of segments (0 = plain pcapng) and
+  // uncompressed bytes per zstd frame / index block.
+  int zstd_level = 1;
+  size_t block_bytes = 2u << 20;
 };
 
 

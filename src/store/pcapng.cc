@@ -508,6 +508,10 @@ std::optional<TrawlRecord> decode_trawl_record(const Block& block) {
 
 // ---------------------------------------------------------------- files
 
+void MappedFile::advise_random() const {
+  if (data_ && size_) ::madvise(const_cast<uint8_t*>(data_), size_, MADV_RANDOM);
+}
+
 Result<MappedFile> MappedFile::open(const std::filesystem::path& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Error::from_errno("opening " + path.string());

@@ -230,6 +230,8 @@ class MappedFile {
   MappedFile& operator=(const MappedFile&) = delete;
   ~MappedFile();
   std::span<const uint8_t> bytes() const { return {data_, size_}; }
+  // Hint: pages will be touched sparsely (no read-ahead / fault-around).
+  void advise_random() const;
 
  private:
   const uint8_t* data_ = nullptr;
@@ -251,6 +253,11 @@ class PcapngReader {
 
   // The span must outlive the reader.
   explicit PcapngReader(std::span<const uint8_t> data) : data_(data) {}
+  // Resumes inside a section whose SHB/IDBs came earlier (one zstd frame of a
+  // segment decoded alone): EPBs/ISBs may refer to these interfaces, and IDBs
+  // in the data are appended after them. Names must outlive the reader.
+  PcapngReader(std::span<const uint8_t> data, std::vector<Interface> section_interfaces)
+      : data_(data), in_section_(true), interfaces_(std::move(section_interfaces)) {}
   // Maps the file; the reader owns the mapping.
   static Result<PcapngReader> open_file(const std::filesystem::path& path);
 

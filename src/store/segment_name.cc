@@ -79,8 +79,17 @@ std::optional<uint64_t> parse_segment_stamp(std::string_view s) {
   return secs * kNs + ns;
 }
 
-std::string segment_file_name(std::string_view agent, uint64_t start_ns) {
-  return fmt::format("{}-{}{}", agent, format_segment_stamp(start_ns), kSegmentSuffix);
+std::string segment_file_name(std::string_view agent, uint64_t start_ns, bool compressed) {
+  return fmt::format("{}-{}{}{}", agent, format_segment_stamp(start_ns), kSegmentSuffix,
+                     compressed ? kZstSuffix : std::string_view{});
+}
+
+std::string index_file_name(std::string_view seg) {
+  if (seg.ends_with(kPartSuffix)) {
+    seg.remove_suffix(kPartSuffix.size());
+    return fmt::format("{}{}{}", seg, kIndexSuffix, kPartSuffix);
+  }
+  return fmt::format("{}{}", seg, kIndexSuffix);
 }
 
 std::optional<SegmentFileName> parse_segment_file_name(std::string_view agent,
@@ -90,6 +99,10 @@ std::optional<SegmentFileName> parse_segment_file_name(std::string_view agent,
     name.remove_suffix(kPartSuffix.size());
   } else {
     out.sealed = true;
+  }
+  if (name.ends_with(kZstSuffix)) {
+    name.remove_suffix(kZstSuffix.size());
+    out.compressed = true;
   }
   if (!name.ends_with(kSegmentSuffix)) return std::nullopt;
   name.remove_suffix(kSegmentSuffix.size());

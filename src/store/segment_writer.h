@@ -7,8 +7,19 @@
 // record, and recovery cuts a segment back to its last BATCH MARK.
 //
 // Segments are written as "<name>.part" and renamed to
-// "<agent>-<UTC start>.pcapng" when sealed (SEAL record, fdatasync, rename,
-// directory fsync); sealed files are never written again. A segment is
+// "<agent>-<UTC start>.pcapng[.zst]" when sealed (SEAL record, fdatasync,
+// rename, directory fsync); sealed files are never written again.
+//
+// Compression (zstd_level > 0): the pcapng byte stream is compressed into
+// independent zstd frames of about block_bytes of input each, ended only at
+// batch boundaries, so the file is a valid .pcapng.zst and every frame
+// decodes alone. sync() flushes the open frame (ZSTD_e_flush: everything so
+// far becomes decodable, the frame stays open) before fdatasync.
+//
+// Index: every completed block (frame, or ~block_bytes of a plain segment)
+// gets an entry (offsets, time range, packet count, CRC32C, flows) that
+// sync() appends to "<segment>.idx.part"; at seal the journal is rewritten
+// in the sealed layout as "<segment>.idx" just before the segment is renamed. A segment is
 // sealed when it reaches rotate_bytes (at the next batch boundary, so one
 // batch may overshoot) or when a wall-clock-aligned boundary passes (checked
 // in begin_batch and tick). Segments are opened lazily by the first batch.
@@ -41,6 +52,10 @@
 #include "core/clock.h"
 #include "core/packet.h"
 #include "core/result.h"
+#include "store/segment_index.h"
+
+struct ZSTD_CCtx_s;
+typedef struct ZSTD_CCtx_s ZSTD_CCtx;
 
 namespace trawl::store {
 
@@ -55,6 +70,19 @@ struct SegmentOptions {
   // fdatasync (not crash-safe; for "ack after write" setups). Sealing still
   // fsyncs.
   bool fsync = true;
+  // 0: plain pcapng segments (".pcapng"); 1..22: zstd level (".pcapng.zst").
+  int zstd_level = 0;
+  // Uncompressed bytes per zstd frame / index block (ended at the first
+  // batch boundary past it).
+  size_t block_bytes = 2u << 20;
+  // Compressed segments: frames that end before the seal end on a multiple
+  // of this file offset (padding inside the frame), so that Wireshark 4.0,
+  // which reads .zst files in chunks of this size and mishandles frames
+  // that end inside a chunk they did not start in, reads the whole file.
+  // 0: no padding.
+  size_t align_bytes = 131075;
+  // Write the sidecar index (journal while open, .idx when sealed).
+  bool index = true;
   // Called (on the writer's thread) after a segment has been sealed and
   // renamed to its final name. Must not call back into the writer.
   std::function<void(const std::filesystem::path& sealed)> on_sealed;
@@ -119,8 +147,8 @@ class SegmentWriter {
 
  private:
   // What a rollback restores. cur_ holds the live values of the first six
-  // fields; the rest live in file_bytes_ + buf_, idbs_, counters_ and
-  // pending_comment_.
+  // fields; the rest live in raw_bytes_ + buf_, file_bytes_, idbs_,
+  // counters_, pending_comment_ and the block being indexed.
   struct State {
     uint64_t spool_id = 0;
     uint64_t last_seq = 0;
@@ -128,7 +156,14 @@ class SegmentWriter {
     uint64_t seg_packets = 0;   // packets in the open segment
     uint64_t first_ts = UINT64_MAX;
     uint64_t last_ts = 0;
-    uint64_t size = 0;          // logical size of the open segment
+    uint64_t size = 0;          // logical (uncompressed) size of the open segment
+    uint64_t file = 0;          // bytes in the file (durable_: the truncation point)
+    uint64_t blocks_done = 0;   // blocks completed in the open segment
+    uint64_t blk_file = 0;      // file offset where the open block starts
+    uint64_t blk_raw = 0;       // its uncompressed offset
+    size_t blk_first_idb = 0;   // idbs_ index of the first IDB in the open block
+    uint32_t blk_crc = 0;
+    BlockIndexer::Mark blk_mark;
     size_t idbs = 0;            // IDBs written to the open segment
     uint64_t packets = 0;       // counters_.packets
     uint64_t bytes = 0;         // counters_.bytes
@@ -144,7 +179,15 @@ class SegmentWriter {
   Status finish_segment();  // seal, or discard if it holds no complete batch
   Status seal_segment();
   void discard_segment();
-  Status flush();
+  enum class FlushMode { kContinue, kFlush, kEnd };
+  Status flush(FlushMode mode = FlushMode::kContinue);
+  Status write_out(std::span<const uint8_t> bytes);
+  void finish_block();          // index entry for the block just ended
+  Status close_open_frame();    // after a rollback truncation (compressed)
+  void write_journal();         // pending index entries -> .idx.part
+  void publish_index();         // END record, rename .idx.part -> .idx
+  void drop_journal();
+  std::filesystem::path journal_path() const;
   Error fail(Error e);      // rolls back to durable_, returns e
   void capture(State& s) const;
   void restore(const State& s);
@@ -165,6 +208,20 @@ class SegmentWriter {
   std::vector<InterfaceInfo> idbs_;
   std::vector<uint8_t> buf_;      // encoded, not yet written
   std::vector<uint8_t> pending_comment_;  // opt_comment options for the next EPB
+  uint64_t raw_bytes_ = 0;        // uncompressed bytes consumed (written or compressed)
+  bool compressed_ = false;
+  ZSTD_CCtx* cctx_ = nullptr;
+  std::vector<uint8_t> zbuf_;     // compressor output
+  uint32_t blk_crc_ = 0;          // CRC32C of the open block's stored bytes so far
+  uint64_t blocks_done_ = 0;
+  size_t blk_first_idb_ = 0;
+  BlockIndexer indexer_;
+  std::vector<IndexBlock> pending_idx_;  // completed, not yet in the journal
+  int idx_fd_ = -1;
+  uint64_t idx_bytes_ = 0;
+  bool idx_failed_ = false;       // journal unusable for this segment
+  uint64_t idx_blocks_ = 0;       // entries in the journal
+  bool frame_has_input_ = false;  // the open zstd frame has been fed bytes
 
   // Batch in progress.
   bool in_batch_ = false;

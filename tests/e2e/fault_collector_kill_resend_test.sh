@@ -43,7 +43,7 @@ log "2. kill -9 of the collector 1.5 s into the catch-up"
 sleep 1.5
 kill9 "$COLLECTOR_PID"
 unacked_files=$(ls "$SPOOL"/*.spool 2>/dev/null | wc -l)
-parts=$(ls "$DATA/$AGENT"/*.part 2>/dev/null | wc -l)
+parts=$(parts_of "$DATA/$AGENT" | wc -l)
 log "collector killed: ack point seq $(spool_acked "$SPOOL"), $unacked_files spool file(s) unacknowledged, $parts .part segment(s)"
 [ "$unacked_files" -gt 0 ] || fail "the catch-up was already over at the kill"
 [ "$parts" -gt 0 ] || fail "the collector had written nothing of the catch-up at the kill"

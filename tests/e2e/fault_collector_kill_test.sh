@@ -18,8 +18,8 @@ replay_bg traffic 5000
 sleep 2.5
 ls "$DATA/$AGENT"/*.part >/dev/null 2>&1 || fail "no open segment at the kill"
 kill9 "$COLLECTOR_PID"
-stored_at_kill=$(seqs_of "$DATA/$AGENT"/*.pcapng "$DATA/$AGENT"/*.part 2>/dev/null | wc -l)
-log "collector killed; ~$stored_at_kill packets on disk, $(ls "$DATA/$AGENT"/*.part | wc -l) .part segment(s)"
+stored_at_kill=$(seqs_of $(segments_of "$DATA/$AGENT") $(parts_of "$DATA/$AGENT") 2>/dev/null | wc -l)
+log "collector killed; ~$stored_at_kill packets on disk, $(parts_of "$DATA/$AGENT" | wc -l) .part segment(s)"
 sleep 5
 collector_up collector2
 wait_for 10 grep -q "recovery: sealed" "$WORK/collector2.log" || fail "the .part segment was not recovered at restart"

@@ -90,7 +90,10 @@ round() {  # round POLICY kill|freeze
   # The interface statistics blocks count the spool drops too (the agent's
   # final statistics are the last ISB stored).
   local isb
-  isb=$(for s in "${SEGS[@]}"; do grep -aoE "trawl: agent $AGENT dropped [0-9]+ packets on cap0" "$s" || true; done |
+  isb=$(for s in "${SEGS[@]}"; do
+          case "$s" in *.zst) zstd -dcq "$s" ;; *) cat "$s" ;; esac |
+            grep -aoE "trawl: agent $AGENT dropped [0-9]+ packets on cap0" || true
+        done |
     sed -E 's/.*dropped ([0-9]+) packets.*/\1/' | sort -n | tail -n 1)
   [ "${isb:-0}" = "$dropped" ] || fail "$r: the last ISB counts ${isb:-0} spool drops, agent dropped $dropped"
   # A gap's comment goes on the next packet stored in the same segment; a

@@ -120,9 +120,22 @@ start_collector() {  # start_collector NAME EXTRA_ARGS... ; sets PORT and PID_<N
 
 # Hex dump of every packet in the given files, one block per packet, in
 # order, without timestamps: identical output = identical packets.
-packet_dump() { for f in "$@"; do tcpdump -r "$f" -t -nn -S -xx 2>/dev/null; done; }
+# tcpdump (libpcap) does not read .zst; those are piped through zstd -dc.
+packet_dump() {
+  local f
+  for f in "$@"; do
+    case "$f" in
+      *.zst) zstd -dcq "$f" | tcpdump -r - -t -nn -S -xx 2>/dev/null ;;
+      *) tcpdump -r "$f" -t -nn -S -xx 2>/dev/null ;;
+    esac
+  done
+}
 
-segments_of() { ls "$1"/*.pcapng 2>/dev/null | sort; }
+# Sealed segments (plain or zstd) of an agent directory, in time order.
+# (ls fails when one of the patterns matches nothing; that is not an error.)
+segments_of() { { ls "$1"/*.pcapng "$1"/*.pcapng.zst 2>/dev/null || true; } | sort; }
+# Open segments (not their .idx.part index journals).
+parts_of() { { ls "$1"/*.pcapng.part "$1"/*.pcapng.zst.part 2>/dev/null || true; } | sort; }
 
 check_segments_readable() {
   local f

@@ -130,7 +130,10 @@ spool_acked() {
 gap_records() {
   perl -e '
     for my $f (@ARGV) {
-      open(my $fh, "<:raw", $f) or die "$f: $!"; local $/; my $d = <$fh>;
+      my $fh;
+      if ($f =~ /\.zst$/) { open($fh, "-|", "zstd", "-dcq", $f) or die "$f: $!"; binmode $fh; }
+      else { open($fh, "<:raw", $f) or die "$f: $!"; }
+      local $/; my $d = <$fh>;
       my $off = 0; my $n = length $d;
       while ($off + 12 <= $n) {
         my ($type, $len) = unpack("V V", substr($d, $off, 8));

@@ -38,6 +38,12 @@ class ModelRun {
     opts_.rotate_every_ns = rng_() % 2 ? 60 * kNsPerSec : 0;
     opts_.write_buffer_bytes = 4096;
     opts_.fsync = rng_() % 4 != 0;  // same semantics, minus the fdatasync
+    // Odd seeds: zstd frames of a few KiB (many frames per segment, frames
+    // open across syncs and crashes); even seeds: plain pcapng.
+    opts_.zstd_level = seed % 2 ? 1 : 0;
+    opts_.block_bytes = 4096 + rng_() % 12000;
+    // Frame-end padding to small alignments, so that it happens often.
+    opts_.align_bytes = rng_() % 3 ? 1000 + rng_() % 20000 : 0;
   }
 
   void run(int ops) {
@@ -201,11 +207,48 @@ class ModelRun {
     verify_disk();
   }
 
+  // The sealed segment's index: whole, blocks tiling the file, checksums and
+  // packet counts right, every block decodable alone.
+  void verify_index(const fs::path& path, uint64_t packets) {
+    fs::path idx_path = path;
+    idx_path += ".idx";
+    auto file = pcapng::MappedFile::open(path);
+    ASSERT_TRUE(file.ok());
+    auto idx = read_index_file(idx_path, false);
+    if (!idx.ok()) {
+      // Only a disk error while writing the journal leaves no index; the
+      // reader then rebuilds it, which must give the same answers.
+      ASSERT_TRUE(!fs::exists(idx_path)) << idx.error().message();
+      ++stats_.indexes_missing;
+      auto rebuilt = rebuild_index(file->bytes(), opts_.zstd_level > 0);
+      rebuilt.segment_size = file->bytes().size();
+      idx = std::move(rebuilt);
+    }
+    ASSERT_EQ(idx->compressed, opts_.zstd_level > 0);
+    ASSERT_EQ(idx->covered_end(), file->bytes().size()) << path;
+    ASSERT_EQ(idx->segment_size, file->bytes().size());
+    ASSERT_EQ(idx->packets, packets) << path;
+    uint64_t off = 0, raw = 0;
+    for (const auto& b : idx->blocks) {
+      ASSERT_EQ(b.file_offset, off);
+      ASSERT_EQ(b.raw_offset, raw);
+      auto bytes = decode_block_bytes(file->bytes(), idx->compressed, b);
+      ASSERT_TRUE(bytes.ok()) << path << ": " << bytes.error().message();
+      ASSERT_EQ(bytes->size(), b.raw_size);
+      off += b.file_size;
+      raw += b.raw_size;
+    }
+    ++stats_.indexes_checked;
+    stats_.blocks_checked += idx->blocks.size();
+  }
+
   void verify_disk() {
     std::vector<StoredBatch> stored;
     for (const auto& path : testing::list_segments(opts_.dir, "edge1")) {
-      ASSERT_EQ(path.extension(), ".pcapng") << "unsealed after recovery: " << path;
+      ASSERT_EQ(path.extension(), opts_.zstd_level ? ".zst" : ".pcapng")
+          << "unsealed after recovery: " << path;
       auto seg = testing::read_segment(path);
+      verify_index(path, seg.packets());
       ASSERT_TRUE(seg.clean_end) << path << ": " << seg.error;
       ASSERT_TRUE(seg.seal_is_last) << path;
       ASSERT_FALSE(seg.batches.empty()) << path;
@@ -238,7 +281,8 @@ class ModelRun {
  public:
   struct Stats {
     uint64_t reopens = 0, rollbacks = 0, crashes_with_open_segment = 0, lost_unsynced = 0,
-             batches_checked = 0;
+             batches_checked = 0, indexes_checked = 0, blocks_checked = 0,
+             indexes_missing = 0;
   };
   Stats stats_;
 
@@ -271,12 +315,16 @@ TEST(SegmentWriterModel, RandomOperationsCrashesAndDiskErrors) {
     total.crashes_with_open_segment += run.stats_.crashes_with_open_segment;
     total.lost_unsynced += run.stats_.lost_unsynced;
     total.batches_checked += run.stats_.batches_checked;
+    total.indexes_checked += run.stats_.indexes_checked;
+    total.blocks_checked += run.stats_.blocks_checked;
+    total.indexes_missing += run.stats_.indexes_missing;
   }
   spdlog::set_level(level);
   std::printf("model: %lu reopens, %lu crashes with an open segment, %lu rollbacks, "
-              "%lu unsynced batches lost, %lu stored batches checked\n",
+              "%lu unsynced batches lost, %lu stored batches checked, %lu indexes / %lu blocks (%lu rebuilt)\n",
               total.reopens, total.crashes_with_open_segment, total.rollbacks,
-              total.lost_unsynced, total.batches_checked);
+              total.lost_unsynced, total.batches_checked, total.indexes_checked,
+              total.blocks_checked, total.indexes_missing);
   // The run must actually exercise what it claims to.
   EXPECT_GT(total.crashes_with_open_segment, 50u);
   EXPECT_GT(total.rollbacks, 20u);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "store/pcapng.h"
+#include "store/segment_index.h"
 #include "store/segment_name.h"
 
 namespace trawl::store::testing {
@@ -78,11 +79,19 @@ struct StoredSegment {
 inline StoredSegment read_segment(const std::filesystem::path& path) {
   StoredSegment seg;
   seg.path = path;
-  auto reader = pcapng::PcapngReader::open_file(path);
-  if (!reader.ok()) {
-    seg.error = reader.error().message();
+  auto file = pcapng::MappedFile::open(path);
+  if (!file.ok()) {
+    seg.error = file.error().message();
     return seg;
   }
+  // .zst: all frames decoded (decode_tail stops at the first broken one).
+  std::vector<uint8_t> raw;
+  std::span<const uint8_t> bytes = file->bytes();
+  if (path.string().ends_with(".zst") || path.string().ends_with(".zst.part")) {
+    raw = decode_tail(bytes, true, 0);
+    bytes = raw;
+  }
+  std::optional<pcapng::PcapngReader> reader(std::in_place, bytes);
   StoredBatch cur;
   for (;;) {
     auto n = reader->next();
