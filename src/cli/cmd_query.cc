@@ -11,7 +11,7 @@
 
 #include "cli/commands.h"
 #include "query/query.h"
-#include "query/time_spec.h"
+#include "core/time_parse.h"
 
 namespace trawl::cli {
 
@@ -70,7 +70,7 @@ Command add_query_command(CLI::App& app) {
     o.agents = st->agents;
     const uint64_t now = wall_now_ns();
     if (!st->from.empty()) {
-      auto t = query::parse_time(st->from, now);
+      auto t = parse_time(st->from, now);
       if (!t) {
         fmt::print(stderr, "trawl query: --from: {}\n", t.error().message());
         return 2;
@@ -78,7 +78,7 @@ Command add_query_command(CLI::App& app) {
       o.from_ns = *t;
     }
     if (!st->to.empty()) {
-      auto t = query::parse_time(st->to, now);
+      auto t = parse_time(st->to, now);
       if (!t) {
         fmt::print(stderr, "trawl query: --to: {}\n", t.error().message());
         return 2;

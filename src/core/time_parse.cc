@@ -87,6 +87,16 @@ Result<uint64_t> parse_duration(std::string_view s) {
       return Error(fmt::format("'{}' is not a duration (expected e.g. 30s, 15m, 2h, 1d, 500ms)", s));
     }
     rest.remove_prefix(static_cast<size_t>(p - rest.data()));
+    uint64_t frac = 0, frac_den = 1;  // "1.5s"
+    if (!rest.empty() && rest[0] == '.') {
+      rest.remove_prefix(1);
+      while (!rest.empty() && rest[0] >= '0' && rest[0] <= '9' && frac_den < 1'000'000'000ull) {
+        frac = frac * 10 + static_cast<uint64_t>(rest[0] - '0');
+        frac_den *= 10;
+        rest.remove_prefix(1);
+      }
+      if (frac_den == 1) return Error(fmt::format("'{}' is not a duration (expected e.g. 30s, 1.5s, 15m)", s));
+    }
     uint64_t unit = 0;
     if (rest.starts_with("ms")) {
       unit = 1'000'000ull;
@@ -102,7 +112,7 @@ Result<uint64_t> parse_duration(std::string_view s) {
       if (unit) rest.remove_prefix(1);
     }
     if (!unit) return Error(fmt::format("'{}': missing or unknown unit (s, m, h, d, ms)", s));
-    total += v * unit;
+    total += v * unit + frac * unit / frac_den;
   }
   return total;
 }

@@ -6,7 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "query/query.h"
-#include "query/time_spec.h"
+#include "core/time_parse.h"
 
 namespace trawl::query {
 
