@@ -1,5 +1,6 @@
 #!/bin/bash
-# The collector's disk: a 40 MiB tmpfs for the data directory.
+# The collector's disk: a 40 MiB tmpfs for the data directory (segments
+# uncompressed, so that the generated traffic really fills it).
 #   1. sustained traffic of ~3x the disk, with a 12 MiB free-space floor:
 #      the collector keeps running, evicts the oldest segments (metrics say
 #      so), every segment left is readable, and what is left is exactly the
@@ -29,7 +30,7 @@ gen_traffic flood $N1 $FRAME 1
 gen_traffic later $N2 $FRAME $((N1 + 1))
 SENT=$((N1 + N2))
 
-collector_up c1 --metrics-listen 127.0.0.1:0 --rotate-size 2MiB --min-free 12MiB ${COLLECTOR_STORAGE_ARGS:-}
+collector_up c1 --metrics-listen 127.0.0.1:0 --rotate-size 2MiB --min-free 12MiB --compression ${COMPRESSION:-none}
 MPORT=$(metrics_port "$WORK/c1.log")
 agent_up a1 --spool-size 512MiB
 wait_for 15 grep -q "connected to" "$AGENT_LOG" || fail "agent did not connect"
