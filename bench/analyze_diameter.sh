@@ -1,0 +1,122 @@
+#!/bin/bash
+# `trawl analyze diameter` versus
+#   tshark -Y diameter -T fields -e diameter.cmd.code -e diameter.flags.request
+#          -e diameter.hopbyhopid -e diameter.Result-Code
+#          -e diameter.Experimental-Result-Code
+# on the same file in the same run: a >= 100 MB capture made by repeating a
+# real Diameter capture as successive time windows (editcap -t, mergecap -a;
+# the file is doubled log2(COPIES) times, each copy starting after the
+# previous one ended, so every TCP connection / SCTP association of a copy is
+# complete and decodable by both tools). Checks that both see the same
+# transactions (command code, hop-by-hop id, answered/unanswered/unsolicited,
+# Result-Code, Experimental-Result-Code), then prints timings and the ratio.
+#
+#   TRAWL=build/trawl bench/analyze_diameter.sh
+# Env: SRC (capture to repeat; default the Gx/Gy SCTP capture), MIN_MB
+# (default 100), RUNS (timed runs per tool, best kept; default 1). Needs
+# tshark, editcap, mergecap, capinfos, python3. Not root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TRAWL=${TRAWL:-build/trawl}
+SRC=${SRC:-../shared/pcaps/diameter/magma_gx_gy_combined_03.pcapng}
+MIN_MB=${MIN_MB:-100}
+RUNS=${RUNS:-1}
+WORK=$(mktemp -d /tmp/trawl-bench-diameter.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+
+cp "$SRC" "$WORK/big.pcapng"
+copies=1
+while [ "$(stat -c %s "$WORK/big.pcapng")" -lt $((MIN_MB * 1000 * 1000)) ]; do
+  dur=$(capinfos -u -T -r "$WORK/big.pcapng" | cut -f2)
+  step=$(python3 -c "import math; print(math.ceil(float('$dur')) + 10)")
+  editcap -t "$step" "$WORK/big.pcapng" "$WORK/later.pcapng"
+  mergecap -a -w "$WORK/twice.pcapng" "$WORK/big.pcapng" "$WORK/later.pcapng"
+  mv "$WORK/twice.pcapng" "$WORK/big.pcapng"
+  rm -f "$WORK/later.pcapng"
+  copies=$((copies * 2))
+done
+F=$WORK/big.pcapng
+bytes=$(stat -c %s "$F")
+packets=$(capinfos -c -M -T -r "$F" | cut -f2)
+echo "capture: $copies x $(basename "$SRC") = $bytes bytes, $packets packets"
+
+best() {  # best OUT CMD...: fastest of RUNS runs, stdout of the last to OUT
+  local out=$1 b="" t
+  shift
+  for _ in $(seq 1 "$RUNS"); do
+    local s=$(date +%s.%N)
+    "$@" >"$out" 2>/dev/null
+    t=$(python3 -c "print($(date +%s.%N) - $s)")
+    if [ -z "$b" ] || python3 -c "import sys; sys.exit(0 if $t < $b else 1)"; then b=$t; fi
+  done
+  echo "$b"
+}
+t_tshark=$(best "$WORK/tshark.txt" tshark -r "$F" -Y diameter -T fields -E occurrence=a -E aggregator=, \
+  -e diameter.cmd.code -e diameter.flags.request -e diameter.hopbyhopid -e diameter.Result-Code \
+  -e diameter.Experimental-Result-Code)
+t_trawl=$(best "$WORK/trawl.json" "$TRAWL" analyze diameter -r "$F")
+
+python3 - "$WORK/tshark.txt" "$WORK/trawl.json" <<'PY'
+import collections, json, sys
+# tshark: one line per message; pair each answer with the oldest open request
+# of the same command code and hop-by-hop id.
+open_req = collections.defaultdict(collections.deque)
+txns, messages = [], 0
+for line in open(sys.argv[1]):
+    w = line.rstrip("\n").split("\t")
+    if len(w) < 5:
+        continue
+    if "," in w[0]:
+        sys.exit("several Diameter messages in one frame: " + line)
+    messages += 1
+    cmd, hbh = int(w[0]), int(w[2], 16)
+    if w[1] in ("1", "True"):
+        t = [cmd, hbh, "unanswered", "", ""]
+        txns.append(t)
+        open_req[(cmd, hbh)].append(t)
+    elif open_req[(cmd, hbh)]:
+        t = open_req[(cmd, hbh)].popleft()
+        t[2:] = ["answered", w[3], w[4]]
+    else:
+        txns.append([cmd, hbh, "unsolicited", w[3], w[4]])
+codes = {}
+theirs = collections.Counter()
+for cmd, hbh, st, rc, exp in txns:
+    codes[(cmd, hbh)] = rc
+    theirs[(cmd, hbh, st, rc if "," not in rc else "nested", exp)] += 1
+ours = collections.Counter()
+bad_nested = 0
+for line in open(sys.argv[2]):
+    j = json.loads(line)
+    if j.get("kind") != "diameter":
+        continue
+    cmd, hbh = j["command_code"], j["hop_by_hop"]
+    rc = "" if j["result_code"] is None else str(j["result_code"])
+    lst = codes.get((cmd, hbh), "")
+    if "," in lst:
+        bad_nested += rc not in lst.split(",")
+        rc = "nested"
+    exp = "" if j["experimental_result_code"] is None else str(j["experimental_result_code"])
+    ours[(cmd, hbh, j["status"], rc, exp)] += 1
+def by_code(c):
+    out = collections.Counter()
+    for (cmd, _, st, rc, exp), n in c.items():
+        out[(cmd, st, rc, exp)] += n
+    return out
+bt, bo = by_code(theirs), by_code(ours)
+print("  command status result-code exp-result: tshark trawl")
+for k in sorted(set(bt) | set(bo), key=str):
+    print(f"  {k[0]} {k[1]} {k[2] or '-'} {k[3] or '-'}: {bt.get(k, 0)} {bo.get(k, 0)}")
+if theirs != ours or bad_nested or not theirs:
+    diff = (theirs - ours) + (ours - theirs)
+    print(f"MISMATCH between tshark and trawl ({sum(diff.values())} transactions differ, "
+          f"{bad_nested} top-level Result-Codes not among tshark's)")
+    sys.exit(1)
+print(f"identical transactions: {sum(ours.values())} ({messages} messages), "
+      f"same hop-by-hop ids and result codes")
+PY
+python3 -c "
+t, r = $t_tshark, $t_trawl
+print(f'tshark -T fields (diameter) : {t:.2f} s')
+print(f'trawl analyze diameter      : {r:.2f} s ({$bytes / r / 1e6:.0f} MB/s)')
+print(f'ratio                       : {t / r:.1f}x')"
