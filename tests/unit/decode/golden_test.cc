@@ -273,6 +273,14 @@ TEST_F(Golden, DiameterTransactionsEqualTshark) {
       if (j["kind"] == "summary")
         for (const auto& [k, v] : j["anomalies"].items()) anomalies[k] += v.get<uint64_t>();
     EXPECT_EQ(anomalies, c.anomalies);
+    // `all` runs the Diameter row too, with the same records.
+    auto every = analyze(f, {"all"});
+    std::vector<std::string> only, with_all;
+    for (const auto& j : r.records)
+      if (j["kind"] == "diameter") only.push_back(j.dump());
+    for (const auto& j : every.records)
+      if (j["kind"] == "diameter") with_all.push_back(j.dump());
+    EXPECT_EQ(with_all, only);
   }
 }
 
