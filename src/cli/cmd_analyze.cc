@@ -40,7 +40,7 @@ Command add_analyze_command(CLI::App& app) {
     bool no_gsmtap_frames = false;
   };
   auto st = std::make_shared<State>();
-  sub->add_option("decoder", st->selectors, "Decoders to run: rtp, dns, gsmtap, ... or all")->required();
+  sub->add_option("decoder", st->selectors, "Decoders to run: rtp, diameter, dns, gsmtap, ... or all")->required();
   sub->add_option("-r,--read", st->reads,
                   "Capture file (pcap/pcapng, optionally .gz/.zst; - = stdin); repeatable. Default: stdin if it "
                   "is not a terminal")

@@ -330,6 +330,8 @@ nlohmann::json text_or_null(std::string_view s) {
   if (s.empty()) return nullptr;
   // Wire text may be any bytes; nlohmann rejects invalid UTF-8 at dump time,
   // so bytes outside printable ASCII are escaped here.
+  if (std::all_of(s.begin(), s.end(), [](unsigned char c) { return c >= 0x20 && c < 0x7f; }))
+    return std::string(s);  // the usual case: one copy, no per-byte appends
   std::string out;
   out.reserve(s.size());
   for (unsigned char c : s) {

@@ -12,6 +12,11 @@
 
 namespace trawl::decode {
 
+// One record as compact JSON, byte-identical to
+// record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+// (invalid UTF-8 replaced, never throws), with a fast path for plain ASCII.
+std::string record_to_json(const nlohmann::json& record);
+
 class RecordWriter {
  public:
   enum class Format { kJsonLines, kEsBulk };

@@ -6,6 +6,7 @@
 #include "decode/capture_reader.h"
 #include "decode/dns.h"
 #include "decode/gsmtap.h"
+#include "decode/record_writer.h"
 #include "decode/rtp.h"
 #include "decode/sctp.h"
 #include "decode/sip.h"
@@ -253,6 +254,30 @@ TEST(CaptureReader, ReadsPcapAndReportsTruncation) {
   EXPECT_NE(r2.error().find("truncated record"), std::string::npos);
   CaptureReader r3(memory_byte_stream({1, 2, 3, 4, 5}));
   EXPECT_EQ(r3.next(), CaptureReader::Next::kCorrupt);
+}
+
+TEST(RecordWriter, FastJsonIsByteIdenticalToNlohmannDump) {
+  nlohmann::json j = {
+      {"kind", "diameter"},
+      {"plain", "host.example.org"},
+      {"quote", "a\"b\\c"},
+      {"control", std::string("tab\tnul\0x", 9)},
+      {"del", "x\x7fy"},
+      {"utf8", "caf\xc3\xa9"},
+      {"bad_utf8", "a\xff\xfe" "b"},
+      {"neg", -42},
+      {"big", 18446744073709551615ull},
+      {"zero", 0},
+      {"floats", {0.5, 1.0, -2.25, 1e-7, 123456789.125, 1e300}},
+      {"null", nullptr},
+      {"flags", {true, false}},
+      {"empty_obj", nlohmann::json::object()},
+      {"empty_arr", nlohmann::json::array()},
+      {"nested", {{"a\nb", {{"c", {1, "d", nullptr}}}}}},
+  };
+  EXPECT_EQ(record_to_json(j), j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  EXPECT_EQ(record_to_json(nlohmann::json("x")), "\"x\"");
+  EXPECT_EQ(record_to_json(nlohmann::json()), "null");
 }
 
 TEST(Analyzer, RejectsUnknownDecoder) {
