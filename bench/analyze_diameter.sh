@@ -74,17 +74,7 @@ bytes=$(stat -c %s "$F")
 packets=$(capinfos -c -M -T -r "$F" | cut -f2)
 echo "capture: $copies x $(basename "$SRC") = $bytes bytes, $packets packets"
 
-best() {  # best OUT CMD...: fastest of RUNS runs, stdout of the last to OUT
-  local out=$1 b="" t
-  shift
-  for _ in $(seq 1 "$RUNS"); do
-    local s=$(date +%s.%N)
-    "$@" >"$out" 2>/dev/null
-    t=$(python3 -c "print($(date +%s.%N) - $s)")
-    if [ -z "$b" ] || python3 -c "import sys; sys.exit(0 if $t < $b else 1)"; then b=$t; fi
-  done
-  echo "$b"
-}
+source "$(dirname "$0")/lib.sh"  # best
 t_tshark=$(best "$WORK/tshark.txt" tshark -r "$F" -Y diameter -T fields -E occurrence=a -E aggregator=, \
   -e diameter.cmd.code -e diameter.flags.request -e diameter.hopbyhopid -e diameter.Result-Code \
   -e diameter.Experimental-Result-Code)

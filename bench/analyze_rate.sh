@@ -30,17 +30,7 @@ bytes=$(stat -c %s "$WORK/big.pcap")
 packets=$(capinfos -c -M -T -r "$WORK/big.pcap" | cut -f2)
 echo "capture: $COPIES x $(basename "$SRC") = $bytes bytes, $packets packets"
 
-best() {  # best OUT CMD...: fastest of RUNS runs, stdout of the last to OUT
-  local out=$1 b="" t
-  shift
-  for _ in $(seq 1 "$RUNS"); do
-    local s=$(date +%s.%N)
-    "$@" >"$out" 2>/dev/null
-    t=$(python3 -c "print($(date +%s.%N) - $s)")
-    if [ -z "$b" ] || python3 -c "import sys; sys.exit(0 if $t < $b else 1)"; then b=$t; fi
-  done
-  echo "$b"
-}
+source "$(dirname "$0")/lib.sh"  # best
 t_tshark=$(best "$WORK/tshark.txt" tshark -q -z rtp,streams -r "$WORK/big.pcap")
 t_trawl=$(best "$WORK/trawl.json" "$TRAWL" analyze rtp --no-rtp-heuristic -r "$WORK/big.pcap")
 

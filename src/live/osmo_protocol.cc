@@ -41,22 +41,9 @@ std::string_view to_string(Malformed m) {
   return "osmo_unknown";
 }
 
-std::span<uint8_t> OsmoDecoder::writable(size_t min_bytes) {
-  if (begin_ == end_) begin_ = end_ = 0;
-  if (buf_.size() - end_ < min_bytes) {
-    if (begin_ > 0) {
-      std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
-      end_ -= begin_;
-      begin_ = 0;
-    }
-    if (buf_.size() - end_ < min_bytes) buf_.resize(end_ + min_bytes);
-  }
-  return {buf_.data() + end_, buf_.size() - end_};
-}
-
 std::optional<Message> OsmoDecoder::next(std::optional<OsmoError>& err) {
   for (;;) {
-    ByteReader r(std::span<const uint8_t>(buf_.data() + begin_, end_ - begin_));
+    ByteReader r(buf_.readable());
     uint8_t type = r.u8();
     r.u8();  // spare
     uint16_t len = r.u16be();
@@ -67,7 +54,7 @@ std::optional<Message> OsmoDecoder::next(std::optional<OsmoError>& err) {
     }
     auto payload = r.bytes(len);
     if (!r.ok()) return std::nullopt;
-    begin_ += kMessageHeaderBytes + len;
+    buf_.consume(kMessageHeaderBytes + len);  // payload stays valid until the next writable()
     auto m = parse(type, payload, err);
     if (err || m) return m;
   }

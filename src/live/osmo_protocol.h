@@ -19,6 +19,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/receive_buffer.h"
+
 namespace trawl::live::osmo {
 
 constexpr size_t kMessageHeaderBytes = 4;
@@ -66,8 +68,8 @@ class OsmoDecoder {
   explicit OsmoDecoder(uint32_t max_caplen) : max_caplen_(max_caplen) {}
   // Read into writable(), commit() what arrived, then next() until nullopt.
   // Views stay valid until the next writable().
-  std::span<uint8_t> writable(size_t min_bytes = 64 << 10);
-  void commit(size_t n) { end_ += n; }
+  std::span<uint8_t> writable(size_t min_bytes = 64 << 10) { return buf_.writable(min_bytes); }
+  void commit(size_t n) { buf_.commit(n); }
   // A message, nullopt (need more bytes), or an error (set in *err).
   std::optional<Message> next(std::optional<OsmoError>& err);
   const std::optional<LinkHeader>& link() const { return link_; }
@@ -77,9 +79,7 @@ class OsmoDecoder {
 
   uint32_t max_caplen_;
   std::optional<LinkHeader> link_;
-  std::vector<uint8_t> buf_ = std::vector<uint8_t>(128 << 10);
-  size_t begin_ = 0;
-  size_t end_ = 0;
+  ReceiveBuffer buf_{128 << 10};
 };
 
 // Encoders, for the test client and tests: a message header, a link header

@@ -96,13 +96,8 @@ bool agent_name_valid(std::string_view a) {
   return std::none_of(a.begin(), a.end(), [](char c) { return c == '/' || c == '\0'; });
 }
 
-// The (spool_id, last_seq) stored in a sealed segment: its trailing SEAL
-// record, read through the trailing block length; else a forward scan for
-// the last BATCH MARK / SEAL.
-// The last BATCH MARK / SEAL in pcapng bytes.
-std::optional<png::BatchMark> last_mark_in(std::span<const uint8_t> raw,
-                                           std::vector<png::PcapngReader::Interface> ifaces) {
-  png::PcapngReader reader(raw, std::move(ifaces));
+// The last BATCH MARK / SEAL a reader meets from where it is to the end.
+std::optional<png::BatchMark> scan_last_mark(png::PcapngReader& reader) {
   std::optional<png::BatchMark> last;
   while (reader.next() == png::PcapngReader::Next::kBlock) {
     const auto& b = reader.block();
@@ -114,6 +109,13 @@ std::optional<png::BatchMark> last_mark_in(std::span<const uint8_t> raw,
     if (const auto* s = std::get_if<png::SealRecord>(&*rec)) last = png::BatchMark{s->spool_id, s->last_seq};
   }
   return last;
+}
+
+// The last BATCH MARK / SEAL in pcapng bytes.
+std::optional<png::BatchMark> last_mark_in(std::span<const uint8_t> raw,
+                                           std::vector<png::PcapngReader::Interface> ifaces) {
+  png::PcapngReader reader(raw, std::move(ifaces));
+  return scan_last_mark(reader);
 }
 
 // Compressed segment: the last block (through the index), else all of it.
@@ -137,6 +139,9 @@ std::optional<png::BatchMark> read_compressed_state(const fs::path& path) {
   return last_mark_in(raw, {});
 }
 
+// The (spool_id, last_seq) stored in a sealed segment: its trailing SEAL
+// record, read through the trailing block length; else a forward scan for
+// the last BATCH MARK / SEAL.
 std::optional<png::BatchMark> read_segment_state(const fs::path& path) {
   if (path.string().ends_with(kZstSuffix)) return read_compressed_state(path);
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -166,17 +171,7 @@ std::optional<png::BatchMark> read_segment_state(const fs::path& path) {
   }
   auto reader = png::PcapngReader::open_file(path);
   if (!reader.ok()) return std::nullopt;
-  std::optional<png::BatchMark> last;
-  while (reader->next() == png::PcapngReader::Next::kBlock) {
-    const auto& b = reader->block();
-    if (b.type != png::kNrbType && b.type != png::kCustomCopyType && b.type != png::kCustomNoCopyType)
-      continue;
-    auto rec = png::decode_trawl_record(b);
-    if (!rec) continue;
-    if (const auto* m = std::get_if<png::BatchMark>(&*rec)) last = *m;
-    if (const auto* s = std::get_if<png::SealRecord>(&*rec)) last = png::BatchMark{s->spool_id, s->last_seq};
-  }
-  return last;
+  return scan_last_mark(*reader);
 }
 
 }  // namespace

@@ -159,28 +159,15 @@ Result<ErrorMsg> decode_error(std::span<const uint8_t> body) {
 
 FrameDecoder::FrameDecoder(size_t initial_capacity) : buf_(initial_capacity) {}
 
-std::span<uint8_t> FrameDecoder::writable(size_t min_bytes) {
-  if (buf_.size() - end_ < min_bytes) {
-    // Compact first; grow only when a single frame needs more room.
-    if (begin_ > 0) {
-      std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
-      end_ -= begin_;
-      begin_ = 0;
-    }
-    if (buf_.size() - end_ < min_bytes) buf_.resize(end_ + min_bytes);
-  }
-  return {buf_.data() + end_, buf_.size() - end_};
-}
+std::span<uint8_t> FrameDecoder::writable(size_t min_bytes) { return buf_.writable(min_bytes); }
 
-void FrameDecoder::commit(size_t n) {
-  assert(end_ + n <= buf_.size());
-  end_ += n;
-}
+void FrameDecoder::commit(size_t n) { buf_.commit(n); }
 
 Result<std::optional<FrameView>> FrameDecoder::next() {
-  size_t avail = end_ - begin_;
+  auto in = buf_.readable();
+  size_t avail = in.size();
   if (avail < kFrameHeaderBytes) return std::optional<FrameView>{};
-  const uint8_t* h = buf_.data() + begin_;
+  const uint8_t* h = in.data();
   if (h[0] != kMagic0 || h[1] != kMagic1) {
     return Error(fmt::format("bad frame magic {:02x}{:02x} (not a trawl peer?)", h[0], h[1]));
   }
@@ -192,19 +179,11 @@ Result<std::optional<FrameView>> FrameDecoder::next() {
     return Error(fmt::format("{} frame of {} bytes exceeds the cap of {}", to_string(type), len, cap));
   }
   if (avail < kFrameHeaderBytes + len) {
-    // Make sure the whole frame will fit once it arrives.
-    if (buf_.size() - begin_ < kFrameHeaderBytes + len) {
-      size_t need = kFrameHeaderBytes + len;
-      std::memmove(buf_.data(), buf_.data() + begin_, avail);
-      end_ = avail;
-      begin_ = 0;
-      if (buf_.size() < need) buf_.resize(need);
-    }
+    buf_.reserve(kFrameHeaderBytes + len);  // the whole frame will fit once it arrives
     return std::optional<FrameView>{};
   }
   FrameView f{type, h[3], {h + kFrameHeaderBytes, len}};
-  begin_ += kFrameHeaderBytes + len;
-  if (begin_ == end_) begin_ = end_ = 0;
+  buf_.consume(kFrameHeaderBytes + len);
   return std::optional<FrameView>{f};
 }
 

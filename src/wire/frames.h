@@ -19,6 +19,7 @@
 
 #include "core/bytes.h"
 #include "core/packet.h"
+#include "core/receive_buffer.h"
 #include "core/result.h"
 
 namespace trawl::wire {
@@ -104,12 +105,10 @@ class FrameDecoder {
   std::span<uint8_t> writable(size_t min_bytes = 64 << 10);
   void commit(size_t n);
   Result<std::optional<FrameView>> next();
-  size_t buffered() const { return end_ - begin_; }
+  size_t buffered() const { return buf_.size(); }
 
  private:
-  std::vector<uint8_t> buf_;
-  size_t begin_ = 0;
-  size_t end_ = 0;
+  ReceiveBuffer buf_;
 };
 
 // BATCH body:
