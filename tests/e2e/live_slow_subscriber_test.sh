@@ -2,28 +2,27 @@
 # End-to-end: a subscriber that stops reading while traffic flows loses
 # packets (counted, per subscriber), and nothing else does: the stored data
 # is complete (exact count), and a second subscriber gets every packet.
-# The issue asks for a 30 s stall; with a 256 KiB subscriber queue
-# (--live-queue) 8 s of traffic at 10k packets/s overflow it (and the socket
-# buffers) just as well, and keep the test short.
+# One subscriber stops reading for 30 s while 2000 packets/s flow for 32 s;
+# its queue is 256 KiB (--live-queue), so it overflows well within the stall.
 source "$(dirname "$0")/live_lib.sh"
 live_setup
 
 FILE=$PCAPS/sip_rtp/SIP_CALL_RTP_G711.pcap
-LOOPS=8
+LOOPS=15
 start_collector collector --data "$WORK/data" --pki "$WORK/pki" --rotate-every 0 --metrics-listen 127.0.0.1:0 \
   --zmq tcp://127.0.0.1:0 --live-queue 256KiB
 ZPORT=$(port_from "$WORK/collector.log" "ZeroMQ publisher on port ([0-9]+)")
 MPORT=$(port_from "$WORK/collector.log" "metrics on port ([0-9]+)")
 WANT=$(( $(count_packets "$FILE") * LOOPS ))
 
-start_bg fast "$CO" "$ZMQ_SUB" tcp://127.0.0.1:$ZPORT --topic data. --ready "$WORK/fast.ready" --idle 5 --max 55
-start_bg slow "$CO" "$ZMQ_SUB" tcp://127.0.0.1:$ZPORT --topic data. --ready "$WORK/slow.ready" --stall 8 --idle 3 --max 55
+start_bg fast "$CO" "$ZMQ_SUB" tcp://127.0.0.1:$ZPORT --topic data. --ready "$WORK/fast.ready" --idle 5 --max 80
+start_bg slow "$CO" "$ZMQ_SUB" tcp://127.0.0.1:$ZPORT --topic data. --ready "$WORK/slow.ready" --stall 30 --idle 3 --max 80
 wait_for 10 test -e "$WORK/fast.ready" || fail "fast subscriber not ready"
 wait_for 10 test -e "$WORK/slow.ready" || fail "slow subscriber not ready"
 live_agent edge1 cap0
 
-log "replaying $(basename "$FILE") x$LOOPS ($WANT packets) at 10k packets/s; one subscriber stalls for 8 s"
-nsq "$TX" tcpreplay -q -i tx0 --pps=10000 --loop=$LOOPS "$FILE" >"$WORK/replay.log" 2>&1 || fail "tcpreplay: $(cat "$WORK/replay.log")"
+log "replaying $(basename "$FILE") x$LOOPS ($WANT packets) at 2000 packets/s; one subscriber stalls for 30 s"
+nsq "$TX" tcpreplay -q -i tx0 --pps=2000 --loop=$LOOPS "$FILE" >"$WORK/replay.log" 2>&1 || fail "tcpreplay: $(cat "$WORK/replay.log")"
 scrape "$MPORT"
 SLOW_DROPS_LIVE=$(metric "$(grep -o 'trawl_live_subscriber_dropped_packets_total{[^}]*}' "$WORK/collector.metrics" | while read -r k; do
   [ "$(metric "$k")" != 0 ] && echo "$k"; done | head -n 1)")
