@@ -54,7 +54,7 @@ run_trawl() {  # file rate
   AGENT_RSS_KB=$(awk '/^VmHWM:/ {print $2}' /proc/$PID_agent/status)
   stop_pid "$PID_agent"
   stop_pid "$PID_collector"
-  STORED=$(count_packets "$WORK"/data/bench/*.pcapng)
+  STORED=$(count_packets $(segments_of "$WORK"/data/bench))
 }
 
 printf "%-10s %14s %14s %8s %16s\n" workload "tcpdump pps" "trawl pps" ratio "agent peak RSS"

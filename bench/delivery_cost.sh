@@ -35,7 +35,7 @@ run() {  # run MODE FILE RATE -> STORED
   replay "$2" "$3"
   sleep 2
   stop_pid "$PID_agent"; stop_pid "$PID_collector"
-  STORED=$(count_packets "$WORK"/data/bench/*.pcapng)
+  STORED=$(count_packets $(segments_of "$WORK"/data/bench))
 }
 
 "$PCAPGEN" "$WORK/gen.pcap" $(( ${RATES##* } * SECS )) "$SIZE"
@@ -74,7 +74,7 @@ start_collector collector --data "$WORK/data" --pki "$WORK/pki" --rotate-every 0
 wait_for 300 spool_below $((64 << 20)) || fail "spool did not drain"
 t1=$(date +%s.%N)
 stop_pid "$PID_agent"; stop_pid "$PID_collector"
-stored=$(count_packets "$WORK"/data/bench/*.pcapng)
+stored=$(count_packets $(segments_of "$WORK"/data/bench))
 [ "$stored" = "$n" ] || fail "drain stored $stored of $n packets"
 awk -v b="$filled" -v t0="$t0" -v t1="$t1" -v n="$n" 'BEGIN {
   d = t1 - t0; printf "drained a %.2f GiB spool (%d packets) in %.1f s: %.0f MB/s\n", b / 1073741824, n, d, b / d / 1e6 }'

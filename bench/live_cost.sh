@@ -65,7 +65,7 @@ run() {  # run none|three -> RATE (packets/s)
   local want=$COUNT
   [ "$1" = three ] && want=$((2 * COUNT))
   local stored
-  stored=$(count_packets "$RAM"/data/bench/*.pcapng)
+  stored=$(count_packets $(segments_of "$RAM"/data/bench))
   [ "$stored" = "$want" ] || fail "$1: stored $stored, want $want"
   RATE=$(awk -v n="$COUNT" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
 }
