@@ -2,7 +2,7 @@
 # Query speed, storage cost and freshness (issue 4), in one run:
 #  1. store >= BYTES (default 5 GiB) of replayed mixed traffic: every
 #     Ethernet capture in ../shared/pcaps (minus malformed/) pushed through
-#     the real SegmentWriter by tests/tools/store_fill (zstd:1, 2 MiB frames,
+#     the real SegmentWriter by tests/tools/store_fill (zstd:1, 1 MiB frames,
 #     1 GiB segments, batches of 256 packets, a sync per batch, no fsync);
 #     repetitions are shifted in time and get distinct IPv4 hosts; the same
 #     packets are written as one plain nanosecond pcap;
@@ -35,7 +35,7 @@ size() { du -sb "$@" | awk '{s += $1} END {printf "%.0f\n", s}'; }
 echo "== fill ($BYTES)"
 mapfile -t inputs < <(ls "$PCAPS"/*/*.pcap "$PCAPS"/*/*.pcapng 2>/dev/null | grep -v /malformed/)
 t0=$(now)
-"$FILL" --data "$W/data" --agent bench --bytes "$BYTES" --pcap-out "$W/plain.pcap" "${inputs[@]}" 2>"$W/fill.err" |
+"$FILL" --data "$W/data" --agent bench --bytes "$BYTES" --frame "${FRAME:-1MiB}" --pcap-out "$W/plain.pcap" "${inputs[@]}" 2>"$W/fill.err" |
   tee "$W/fill.txt"
 t1=$(now)
 captured=$(awk '/^stored/ {print $4}' "$W/fill.txt")

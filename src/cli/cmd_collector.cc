@@ -78,7 +78,7 @@ Command add_collector_command(CLI::App& app) {
             if (*n < (64u << 10) || *n > (64u << 20)) return Error("frame size must be 64KiB..64MiB");
             o.block_bytes = *n;
             return ok_status();
-          }, "2MiB");
+          }, "1MiB");
   s.flag("no-fsync", "Acknowledge batches once written, without waiting for fdatasync (faster, not crash-safe)",
          [&o](bool b) { o.fsync = !b; });
   s.value("group-commit", "At most one fsync per agent per this interval", [&o](std::string_view v) -> Status {

@@ -61,7 +61,7 @@ struct CollectorOptions {
   // Storage format (wt/store): zstd level of segments (0 = plain pcapng) and
   // uncompressed bytes per zstd frame / index block.
   int zstd_level = 1;
-  size_t block_bytes = 2u << 20;
+  size_t block_bytes = 1u << 20;
 };
 
 

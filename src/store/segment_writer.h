@@ -74,7 +74,7 @@ struct SegmentOptions {
   int zstd_level = 0;
   // Uncompressed bytes per zstd frame / index block (ended at the first
   // batch boundary past it).
-  size_t block_bytes = 2u << 20;
+  size_t block_bytes = 1u << 20;
   // Compressed segments: frames that end before the seal end on a multiple
   // of this file offset (padding inside the frame), so that Wireshark 4.0,
   // which reads .zst files in chunks of this size and mishandles frames

@@ -69,7 +69,7 @@ std::pair<size_t, size_t> addr_offsets(const std::vector<uint8_t>& d) {
 
 int main(int argc, char** argv) {
   std::string data_dir, agent = "bench", pcap_out, marker_ip;
-  uint64_t target = 1ull << 30, frame = 2u << 20, rotate = 1ull << 30;
+  uint64_t target = 1ull << 30, frame = 1u << 20, rotate = 1ull << 30;
   int level = 1, hold_s = 0;
   std::vector<std::string> inputs;
   for (int i = 1; i < argc; ++i) {
