@@ -63,6 +63,10 @@ round() {  # round POLICY kill|freeze
   spool_seqs "$SPOOL" >"$WORK/spooled-$r.txt"
   collector_up collector2-$r
   wait_for 40 at_least 2 "$AGENT_LOG" "connected to" || fail "agent did not reconnect"
+  # The full spool must drain before the "after" traffic: with drop-newest,
+  # batches sealed while it is still full are refused (and counted), which
+  # would be a loss outside the outage.
+  wait_delivered 30 || fail "spool not acknowledged after the reconnect"
   replay after 5000
   wait_delivered 30 || fail "spool not acknowledged after the outage"
   stop_pid "$AGENT_PID"
