@@ -10,7 +10,6 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
-#include <zmq.h>
 
 #include <chrono>
 #include <cstdio>
@@ -23,6 +22,7 @@
 #include "cli/options.h"
 #include "live/formats.h"
 #include "live/packet_summary.h"
+#include "live/zmtp_subscriber.h"
 #include "store/pcapng.h"
 
 namespace trawl::cli {
@@ -112,20 +112,12 @@ int run_tail(const TailOptions& o) {
   }
   std::string endpoint = o.zmq.find("://") == std::string::npos ? "tcp://" + o.zmq : o.zmq;
 
-  void* ctx = zmq_ctx_new();
-  void* sock = zmq_socket(ctx, ZMQ_SUB);
-  int hwm = 100000;
-  zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
-  int linger = 0;
-  zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
-  std::string data_prefix = o.agent.empty() ? "data.v2." : live::data_topic(2, o.agent);
-  zmq_setsockopt(sock, ZMQ_SUBSCRIBE, data_prefix.data(), data_prefix.size());
-  if (o.events) zmq_setsockopt(sock, ZMQ_SUBSCRIBE, "event.v2.", 9);
-  if (zmq_connect(sock, endpoint.c_str()) != 0) {
-    fmt::print(stderr, "trawl tail: connecting to {}: {}\n", endpoint, zmq_strerror(zmq_errno()));
-    zmq_close(sock);
-    zmq_ctx_term(ctx);
-    return 1;
+  std::vector<std::string> prefixes{o.agent.empty() ? "data.v2." : live::data_topic(2, o.agent)};
+  if (o.events) prefixes.emplace_back("event.v2.");
+  auto sub = live::zmtp::Subscriber::create(endpoint, std::move(prefixes));
+  if (!sub.ok()) {
+    fmt::print(stderr, "trawl tail: {}\n", sub.error().message());
+    return 2;
   }
   install_signal_handlers();
 
@@ -136,7 +128,8 @@ int run_tail(const TailOptions& o) {
   }
   uint64_t packets = 0;
   auto start = std::chrono::steady_clock::now();
-  std::vector<zmq_msg_t> parts;
+  live::zmtp::Subscriber::Parts parts;
+  std::string reported;  // the connection problem last shown: once per streak, not every 100 ms retry
   while (!stop_requested().load()) {
     if (o.count && packets >= o.count) break;
     if (duration_ns && static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -144,8 +137,13 @@ int run_tail(const TailOptions& o) {
                                                    .count()) >= duration_ns) {
       break;
     }
-    zmq_pollitem_t item{sock, 0, ZMQ_POLLIN, 0};
-    if (zmq_poll(&item, 1, 100) <= 0) {
+    if (!(*sub)->receive(parts, 100)) {
+      if ((*sub)->connected()) {
+        reported.clear();
+      } else if (!(*sub)->last_error().empty() && (*sub)->last_error() != reported) {
+        reported = (*sub)->last_error();
+        fmt::print(stderr, "trawl tail: {} (retrying)\n", reported);
+      }
       if (!out.empty()) {
         if (fwrite(out.data(), 1, out.size(), stdout) != out.size()) break;  // reader went away
         fflush(stdout);
@@ -153,23 +151,7 @@ int run_tail(const TailOptions& o) {
       }
       continue;
     }
-    // One message: all its parts.
-    for (auto& m : parts) zmq_msg_close(&m);
-    parts.clear();
-    for (;;) {
-      parts.emplace_back();
-      zmq_msg_init(&parts.back());
-      if (zmq_msg_recv(&parts.back(), sock, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&parts.back());
-        parts.pop_back();
-        break;
-      }
-      if (!zmq_msg_more(&parts.back())) break;
-    }
-    if (parts.empty()) continue;
-    auto part = [&](size_t i) {
-      return std::span<const uint8_t>(static_cast<const uint8_t*>(zmq_msg_data(&parts[i])), zmq_msg_size(&parts[i]));
-    };
+    auto part = [&](size_t i) { return parts[i]; };
     std::string_view topic(reinterpret_cast<const char*>(part(0).data()), part(0).size());
     if (topic.starts_with("event.v2.")) {
       // event.v2.<name>.<agent>
@@ -212,9 +194,6 @@ int run_tail(const TailOptions& o) {
   }
   if (!out.empty() && fwrite(out.data(), 1, out.size(), stdout) == out.size()) fflush(stdout);
   if (!pcapng_out) fflush(stdout);
-  for (auto& m : parts) zmq_msg_close(&m);
-  zmq_close(sock);
-  zmq_ctx_term(ctx);
   return 0;
 }
 

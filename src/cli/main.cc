@@ -86,18 +86,35 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
 
-  const std::pair<const char*, Command> commands[] = {
-      {"up", add_up_command(app)},
-      {"agent", add_agent_command(app)},
-      {"collector", add_collector_command(app)},
-      {"pki", add_pki_command(app)},
-      {"coverage", add_coverage_command(app)},
-      {"status", add_status_command(app)},
-      {"analyze", add_analyze_command(app)},
-      {"tail", add_tail_command(app)},
-      {"query", add_query_command(app)},
-      {"ls", add_ls_command(app)},
+  // Building every subcommand's flags costs more than a millisecond, most of
+  // a short command's run time (`trawl query` for one conversation takes a
+  // few ms), so only the subcommand named on the command line is built. With
+  // none recognised (`trawl --help`, a typo) all are, for the listing and
+  // CLI11's error.
+  using Factory = Command (*)(CLI::App&);
+  static constexpr std::pair<std::string_view, Factory> factories[] = {
+      {"up", add_up_command},         {"agent", add_agent_command},       {"collector", add_collector_command},
+      {"pki", add_pki_command},       {"coverage", add_coverage_command}, {"status", add_status_command},
+      {"analyze", add_analyze_command}, {"tail", add_tail_command},       {"query", add_query_command},
+      {"ls", add_ls_command},
   };
+  std::string_view named;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--log-level" || arg == "--log-format") {
+      ++i;  // its value
+      continue;
+    }
+    if (arg.starts_with("-")) continue;
+    for (const auto& f : factories) {
+      if (f.first == arg) named = arg;
+    }
+    break;  // the first positional argument is the subcommand, or nothing is
+  }
+  std::vector<std::pair<std::string_view, Command>> commands;
+  for (const auto& [name, factory] : factories) {
+    if (named.empty() || name == named) commands.emplace_back(name, factory(app));
+  }
 
   try {
     app.parse(argc, argv);
@@ -108,7 +125,7 @@ int main(int argc, char** argv) {
   global_args() = {"--log-level", log_level, "--log-format", log_format};
   spdlog::set_level(spdlog::level::from_str(log_level));
   for (const auto& [name, cmd] : commands) {
-    if (app.got_subcommand(name)) return cmd();
+    if (app.got_subcommand(std::string(name))) return cmd();
   }
   return 2;
 }

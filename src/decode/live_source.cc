@@ -1,11 +1,12 @@
 // ZeroMQ SUB for the live feed: see live_source.h.
 #include "decode/live_source.h"
 
-#include <zmq.hpp>
-
+#include <algorithm>
+#include <chrono>
 #include <vector>
 
 #include "core/bytes.h"
+#include "live/zmtp_subscriber.h"
 
 namespace trawl::decode {
 
@@ -36,76 +37,42 @@ const char* parse_live_data(std::span<const uint8_t> file_header, std::span<cons
 
 namespace {
 
-class ZmqLiveSource : public LiveSource {
+class ZmtpLiveSource : public LiveSource {
  public:
-  ZmqLiveSource() : sock_(ctx_, zmq::socket_type::sub) {}
-
-  Status start(const std::string& endpoint, const std::string& agent) {
-    try {
-      sock_.set(zmq::sockopt::rcvhwm, 100000);
-      if (agent.empty()) {
-        sock_.set(zmq::sockopt::subscribe, "data.v1.");
-        sock_.set(zmq::sockopt::subscribe, "event.v1.");
-      } else {
-        sock_.set(zmq::sockopt::subscribe, "data.v1." + agent);
-        sock_.set(zmq::sockopt::subscribe, "event.v1.");
-      }
-      sock_.connect(endpoint);
-    } catch (const zmq::error_t& e) {
-      return Error(std::string("live ") + endpoint + ": " + e.what());
-    }
-    agent_ = agent;
-    return ok_status();
-  }
+  ZmtpLiveSource(std::unique_ptr<live::zmtp::Subscriber> sub, std::string agent)
+      : sub_(std::move(sub)), agent_(std::move(agent)) {}
 
   Result<Next> next(Frame& f, int timeout_ms) override {
-    try {
-      while (true) {
-        zmq::pollitem_t item{sock_.handle(), 0, ZMQ_POLLIN, 0};
-        int n = zmq::poll(&item, 1, std::chrono::milliseconds(timeout_ms));
-        if (n == 0) return Next::kTimeout;
-        parts_.clear();
-        while (true) {
-          zmq::message_t m;
-          if (!sock_.recv(m, zmq::recv_flags::dontwait)) break;
-          bool more = m.more();
-          parts_.push_back(std::move(m));
-          if (!more) break;
-        }
-        if (parts_.empty()) continue;
-        std::string_view topic = parts_[0].to_string_view();
-        if (topic.starts_with("event.v1.")) {
-          // Events for other agents are filtered here (the prefix can't).
-          if (agent_.empty() || topic.ends_with("." + agent_)) ++events_;
-          continue;
-        }
-        if (!agent_.empty() && topic != "data.v1." + agent_) continue;  // "edge1" must not match "edge10"
-        if (parts_.size() != 3) {
-          anomalies_.add("live.bad_part_count");
-          continue;
-        }
-        auto span_of = [](const zmq::message_t& m) {
-          return std::span<const uint8_t>(static_cast<const uint8_t*>(m.data()), m.size());
-        };
-        if (const char* bad = parse_live_data(span_of(parts_[1]), span_of(parts_[2]), f)) {
-          anomalies_.add(bad);
-          continue;
-        }
-        return Next::kFrame;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+      int left = static_cast<int>(std::max<int64_t>(
+          0, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count()));
+      if (!sub_->receive(parts_, left)) return Next::kTimeout;
+      std::string_view topic(reinterpret_cast<const char*>(parts_[0].data()), parts_[0].size());
+      if (topic.starts_with("event.v1.")) {
+        // Events for other agents are filtered here (the prefix can't).
+        if (agent_.empty() || topic.ends_with("." + agent_)) ++events_;
+        continue;
       }
-    } catch (const zmq::error_t& e) {
-      if (e.num() == EINTR) return Next::kTimeout;
-      return Error(std::string("live feed: ") + e.what());
+      if (!agent_.empty() && topic != "data.v1." + agent_) continue;  // "edge1" must not match "edge10"
+      if (parts_.size() != 3) {
+        anomalies_.add("live.bad_part_count");
+        continue;
+      }
+      if (const char* bad = parse_live_data(parts_[1], parts_[2], f)) {
+        anomalies_.add(bad);
+        continue;
+      }
+      return Next::kFrame;
     }
   }
   const Anomalies& anomalies() const override { return anomalies_; }
   uint64_t events() const override { return events_; }
 
  private:
-  zmq::context_t ctx_;
-  zmq::socket_t sock_;
+  std::unique_ptr<live::zmtp::Subscriber> sub_;
   std::string agent_;
-  std::vector<zmq::message_t> parts_;
+  live::zmtp::Subscriber::Parts parts_;
   Anomalies anomalies_;
   uint64_t events_ = 0;
 };
@@ -113,10 +80,10 @@ class ZmqLiveSource : public LiveSource {
 }  // namespace
 
 Result<std::unique_ptr<LiveSource>> LiveSource::connect(const std::string& endpoint, const std::string& agent) {
-  auto s = std::make_unique<ZmqLiveSource>();
-  auto st = s->start(endpoint, agent);
-  if (!st.ok()) return std::move(st).error();
-  return std::unique_ptr<LiveSource>(std::move(s));
+  std::vector<std::string> prefixes{agent.empty() ? "data.v1." : "data.v1." + agent, "event.v1."};
+  auto sub = live::zmtp::Subscriber::create(endpoint, std::move(prefixes));
+  if (!sub.ok()) return std::move(sub).error().with_context("live");
+  return std::unique_ptr<LiveSource>(std::make_unique<ZmtpLiveSource>(std::move(*sub), agent));
 }
 
 }  // namespace trawl::decode

@@ -15,15 +15,15 @@ constexpr uint8_t kMore = 0x01;
 constexpr uint8_t kLong = 0x02;
 constexpr uint8_t kCommand = 0x04;
 
-void append_ready(std::vector<uint8_t>& out) {
+void append_ready(std::vector<uint8_t>& out, std::string_view socket_type) {
   std::vector<uint8_t> body;
   ByteWriter w(body);
   w.u8(5);
   w.str("READY");
   w.u8(11);
   w.str("Socket-Type");
-  w.u32be(3);
-  w.str("PUB");
+  w.u32be(static_cast<uint32_t>(socket_type.size()));
+  w.str(socket_type);
   out.push_back(kCommand);  // short command frame
   out.push_back(static_cast<uint8_t>(body.size()));
   out.insert(out.end(), body.begin(), body.end());
@@ -31,7 +31,9 @@ void append_ready(std::vector<uint8_t>& out) {
 
 }  // namespace
 
-std::vector<uint8_t> publisher_handshake() {
+std::vector<uint8_t> publisher_handshake() { return handshake("PUB"); }
+
+std::vector<uint8_t> handshake(std::string_view socket_type) {
   std::vector<uint8_t> out(kGreetingBytes, 0);
   out[0] = 0xff;  // signature: 0xff, 8 bytes padding, 0x7f
   out[9] = 0x7f;
@@ -39,7 +41,7 @@ std::vector<uint8_t> publisher_handshake() {
   out[11] = 0;
   std::memcpy(&out[12], "NULL", 4);  // mechanism, zero padded to 20 bytes
   // out[32] as-server = 0, then 31 bytes filler
-  append_ready(out);
+  append_ready(out, socket_type);
   return out;
 }
 

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string>
 #include <string_view>
@@ -27,6 +28,8 @@ constexpr uint64_t kMaxInboundFrame = 64 << 10;
 // Greeting (version 3.0, mechanism NULL, as-server 0) followed by
 // READY with Socket-Type=PUB.
 std::vector<uint8_t> publisher_handshake();
+// The same for any socket type ("SUB" for zmtp::Subscriber).
+std::vector<uint8_t> handshake(std::string_view socket_type);
 
 // Bytes of a frame header for a body of this size (1 + 1 or 1 + 8).
 constexpr size_t frame_header_size(size_t body) { return body > 255 ? 9 : 2; }
@@ -34,6 +37,23 @@ constexpr size_t frame_size(size_t body) { return frame_header_size(body) + body
 // Appends a frame header (flags: MORE if more, LONG if body > 255).
 void append_frame_header(std::vector<uint8_t>& out, size_t body, bool more);
 void append_frame(std::vector<uint8_t>& out, std::span<const uint8_t> body, bool more);
+// Writes a frame header at p (frame_header_size(body) bytes); returns the end.
+inline uint8_t* put_frame_header(uint8_t* p, size_t body, bool more) {
+  if (body > 255) {
+    *p++ = static_cast<uint8_t>((more ? 0x01 : 0) | 0x02);
+    for (int i = 7; i >= 0; --i) *p++ = static_cast<uint8_t>(uint64_t{body} >> (8 * i));
+  } else {
+    *p++ = more ? 0x01 : 0;
+    *p++ = static_cast<uint8_t>(body);
+  }
+  return p;
+}
+// A whole frame at p; returns the end.
+inline uint8_t* put_frame(uint8_t* p, std::span<const uint8_t> body, bool more) {
+  p = put_frame_header(p, body.size(), more);
+  if (!body.empty()) std::memcpy(p, body.data(), body.size());
+  return p + body.size();
+}
 
 // Parses what a subscriber sends. feed() consumes bytes as they arrive and
 // reports subscription changes; an Error means the peer broke the protocol
