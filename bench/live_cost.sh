@@ -25,6 +25,14 @@ ROUNDS=${ROUNDS:-3}
 # collector; 19: they only get CPU the collector leaves, as if they ran on
 # other hosts — the collector's own publishing threads keep normal priority).
 CONSUMER_NICE=${CONSUMER_NICE:-0}
+# CONSUMER_IDLE=1: run the consumers under SCHED_IDLE (chrt --idle) instead:
+# they get a CPU only when nothing else wants it, which is what consumers on
+# other hosts cost this one. nice 19 still leaves them a share of the two
+# cores (CFS gives every runnable task a slice) and their wake-ups delay the
+# collector's session thread.
+CONSUMER_IDLE=${CONSUMER_IDLE:-0}
+CONSUMER=(nice -n "$CONSUMER_NICE")
+[ "$CONSUMER_IDLE" = 1 ] && CONSUMER=(chrt --idle 0)
 ip netns add "$CO"
 quiet_ns "$CO"
 RAM=$(mktemp -d /dev/shm/trawl-bench.XXXXXX)
@@ -42,9 +50,9 @@ run() {  # run none|three -> RATE (packets/s)
   if [ "$1" = three ]; then
     zport=$(port_from "$WORK/collector.log" "ZeroMQ publisher on port ([0-9]+)")
     pport=$(port_from "$WORK/collector.log" "PCAP-over-IP on port ([0-9]+)")
-    start_bg fast "$CO" nice -n "$CONSUMER_NICE" "$ZMQ_SUB" tcp://127.0.0.1:$zport --topic data. --ready "$WORK/fast.ready" --idle 3 --max 120
-    start_bg slow "$CO" nice -n "$CONSUMER_NICE" "$ZMQ_SUB" tcp://127.0.0.1:$zport --topic data. --ready "$WORK/slow.ready" --stall 1000 --max 120
-    start_bg poip "$CO" nice -n "$CONSUMER_NICE" timeout 120 bash -c "cat </dev/tcp/127.0.0.1/$pport >/dev/null"
+    start_bg fast "$CO" "${CONSUMER[@]}" "$ZMQ_SUB" tcp://127.0.0.1:$zport --topic data. --ready "$WORK/fast.ready" --idle 3 --max 120
+    start_bg slow "$CO" "${CONSUMER[@]}" "$ZMQ_SUB" tcp://127.0.0.1:$zport --topic data. --ready "$WORK/slow.ready" --stall 1000 --max 120
+    start_bg poip "$CO" "${CONSUMER[@]}" timeout 120 bash -c "cat </dev/tcp/127.0.0.1/$pport >/dev/null"
     subs=("$PID_fast" "$PID_slow" "$PID_poip")
     wait_for 10 test -e "$WORK/fast.ready" && wait_for 10 test -e "$WORK/slow.ready" || fail "subscribers"
     wait_for 10 bash -c "[ \$(grep -c 'subscriber #' '$WORK/collector.log') -ge 3 ]" || fail "subscribers did not connect"
@@ -58,6 +66,7 @@ run() {  # run none|three -> RATE (packets/s)
   if [ "$1" = three ]; then
     scrape "$(port_from "$WORK/collector.log" "metrics on port ([0-9]+)")"
     DROPS=$(metric 'trawl_live_dropped_packets_total{output="zmq"}')  # all zmq subscribers
+    SENT=$(metric 'trawl_live_sent_packets_total{output="zmq"}')      # messages queued (v1 + v2), all of them
     [ "${DROPS:-0}" -gt 0 ] || fail "the stalled subscriber dropped nothing"
   fi
   stop_pid "$PID_collector"
@@ -75,8 +84,8 @@ none=(); three=()
 for r in $(seq "$ROUNDS"); do
   run none; none+=("$RATE")
   run three; three+=("$RATE")
-  log "round $r: no subscribers ${none[-1]} pps, three subscribers (one stalled; zmq drops $DROPS) ${three[-1]} pps"
+  log "round $r: no subscribers ${none[-1]} pps, three subscribers (one stalled; zmq messages queued $SENT, dropped $DROPS) ${three[-1]} pps"
 done
 a=$(median "${none[@]}"); b=$(median "${three[@]}")
-printf "collector ingest, %s-byte frames, %s packets, consumers at nice %s: no subscribers %s pps, three subscribers %s pps, with/without %s\n" \
-  "$SIZE" "$COUNT" "$CONSUMER_NICE" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", b / a }')"
+printf "collector ingest, %s-byte frames, %s packets, consumers at %s: no subscribers %s pps, three subscribers %s pps, with/without %s\n" \
+  "$SIZE" "$COUNT" "${CONSUMER[*]}" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", b / a }')"

@@ -63,20 +63,13 @@ SinkStats FanoutServer::stats() const {
 
 bool FanoutServer::fits(Client& c, size_t n) {
   if (c.dead) return false;
-  size_t queued = c.out.size() - c.out_pos;
-  if (queued + n > client_queue_bytes_) {
+  if (c.out.size() + n > client_queue_bytes_) {
     // Full: hand what we can to the socket first (a batch arrives as a burst
     // that a reading client absorbs), then decide.
     // At most one attempt per item: a stalled client would otherwise cost
     // a failing send() per message.
     if (!c.write_blocked) write_client(c);
-    queued = c.out.size() - c.out_pos;
-    if (c.dead || queued + n > client_queue_bytes_) return false;
-  }
-  if (c.out_pos > 0 && (queued == 0 || c.out_pos >= (1u << 20))) {
-    // Move what is left to the front instead of growing past the cap.
-    c.out.erase(c.out.begin(), c.out.begin() + static_cast<ptrdiff_t>(c.out_pos));
-    c.out_pos = 0;
+    if (c.dead || c.out.size() + n > client_queue_bytes_) return false;
   }
   return true;
 }
@@ -91,7 +84,7 @@ void FanoutServer::loop() {
     pfds.push_back({listen_fd_, POLLIN, 0});
     for (auto& c : clients_) {
       short ev = POLLIN;
-      if (c->out_pos < c->out.size()) ev |= POLLOUT;
+      if (!c->out.empty()) ev |= POLLOUT;
       pfds.push_back({c->fd, ev, 0});
     }
     if (::poll(pfds.data(), pfds.size(), 200) < 0 && errno != EINTR) {
@@ -119,7 +112,7 @@ void FanoutServer::loop() {
     for (auto& c : clients_) write_client(*c);
     bool any_dead = false;
     for (auto& c : clients_) {
-      c->queued.store(c->out.size() - c->out_pos, std::memory_order_relaxed);
+      c->queued.store(c->out.size(), std::memory_order_relaxed);
       any_dead |= c->dead;
     }
     if (any_dead) {
@@ -153,7 +146,7 @@ void FanoutServer::flush_at_stop() {
     pfds.clear();
     for (auto* c : ready) {
       write_client(*c);
-      if (!c->dead && c->out_pos < c->out.size()) pfds.push_back({c->fd, POLLOUT, 0});
+      if (!c->dead && !c->out.empty()) pfds.push_back({c->fd, POLLOUT, 0});
     }
     if (pfds.empty()) break;
     ::poll(pfds.data(), pfds.size(), 50);
@@ -200,22 +193,15 @@ void FanoutServer::read_client(Client& c) {
 }
 
 void FanoutServer::write_client(Client& c) {
-  while (!c.dead && c.out_pos < c.out.size()) {
-    ssize_t n = ::send(c.fd, c.out.data() + c.out_pos, c.out.size() - c.out_pos, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n > 0) {
-      c.out_pos += static_cast<size_t>(n);
-      continue;
-    }
+  while (!c.dead && !c.out.empty()) {
+    ssize_t n = c.out.send_to(c.fd);
+    if (n > 0) continue;
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       c.write_blocked = true;
       return;
     }
     return retire(c, n == 0 ? "send returned 0" : std::strerror(errno));
-  }
-  if (c.out_pos == c.out.size()) {
-    c.out.clear();
-    c.out_pos = 0;
   }
 }
 

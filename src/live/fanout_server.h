@@ -25,6 +25,7 @@
 
 #include "core/result.h"
 #include "live/live_item.h"
+#include "live/out_queue.h"
 #include "wire/tcp.h"
 
 namespace trawl::live {
@@ -72,8 +73,7 @@ class FanoutServer {
     int fd = -1;
     uint64_t id = 0;
     std::string peer;
-    std::vector<uint8_t> out;
-    size_t out_pos = 0;
+    OutQueue out;
     bool dead = false;
     bool write_blocked = false;  // the last send() would have blocked (reset per item)
     std::atomic<uint64_t> sent_packets{0};

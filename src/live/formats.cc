@@ -1,5 +1,7 @@
 #include "live/formats.h"
 
+#include <cstring>
+
 #include "core/bytes.h"
 
 namespace trawl::live {
@@ -36,20 +38,27 @@ std::array<uint8_t, kPcapRecordHeaderBytes> pcap_record_header(uint64_t ts_ns, u
 
 size_t v2_meta_size(const InterfaceInfo& iface) { return kV2MetaFixedBytes + std::min<size_t>(iface.name.size(), 0xffff); }
 
+uint8_t* put_v2_meta(uint8_t* p, const InterfaceInfo& iface, uint16_t iface_index, uint64_t seq,
+                     const PacketView& pkt) {
+  auto name = std::string_view(iface.name).substr(0, 0xffff);
+  p[0] = kV2Version;
+  p[1] = 0;
+  put_le(p + 2, iface_index, 2);
+  put_le(p + 4, iface.link_type, 2);
+  put_le(p + 6, name.size(), 2);
+  put_le(p + 8, pkt.ts_ns, 8);
+  put_le(p + 16, seq, 8);
+  put_le(p + 24, pkt.orig_len, 4);
+  put_le(p + 28, iface.snaplen, 4);
+  std::memcpy(p + kV2MetaFixedBytes, name.data(), name.size());
+  return p + kV2MetaFixedBytes + name.size();
+}
+
 void append_v2_meta(std::vector<uint8_t>& out, const InterfaceInfo& iface, uint16_t iface_index, uint64_t seq,
                     const PacketView& p) {
-  ByteWriter w(out);
-  auto name = std::string_view(iface.name).substr(0, 0xffff);
-  w.u8(kV2Version);
-  w.u8(0);
-  w.u16le(iface_index);
-  w.u16le(iface.link_type);
-  w.u16le(static_cast<uint16_t>(name.size()));
-  w.u64le(p.ts_ns);
-  w.u64le(seq);
-  w.u32le(p.orig_len);
-  w.u32le(iface.snaplen);
-  w.str(name);
+  size_t at = out.size();
+  out.resize(at + v2_meta_size(iface));
+  put_v2_meta(out.data() + at, iface, iface_index, seq, p);
 }
 
 bool parse_v2_meta(std::span<const uint8_t> bytes, V2Meta& out) {

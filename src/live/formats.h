@@ -41,6 +41,8 @@ constexpr size_t kV2MetaFixedBytes = 32;
 size_t v2_meta_size(const InterfaceInfo& iface);
 void append_v2_meta(std::vector<uint8_t>& out, const InterfaceInfo& iface, uint16_t iface_index, uint64_t seq,
                     const PacketView& p);
+// The same written at p (v2_meta_size(iface) bytes); returns the end.
+uint8_t* put_v2_meta(uint8_t* p, const InterfaceInfo& iface, uint16_t iface_index, uint64_t seq, const PacketView& pkt);
 
 struct V2Meta {
   uint16_t iface = 0;

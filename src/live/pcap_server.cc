@@ -1,5 +1,7 @@
 #include "live/pcap_server.h"
 
+#include <cstring>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -89,7 +91,7 @@ const bpf_program* PcapServer::program_for(uint16_t link_type) {
 
 std::unique_ptr<FanoutServer::Client> PcapServer::make_client() {
   auto c = std::make_unique<PcapClient>();
-  c->out = opening_;
+  c->out.append(opening_);
   return c;
 }
 
@@ -98,6 +100,14 @@ void PcapServer::on_item(const LiveItem& item, const std::vector<Client*>& clien
   if (!opts_.agent.empty() && item.agent != opts_.agent) return;
   const auto& ifaces = item.batch.interfaces();
   uint64_t skipped = 0;
+  // Per client, added to its atomics once per batch (not a locked add per packet).
+  sent_.assign(clients.size(), 0);
+  dropped_.assign(clients.size(), 0);
+  // A client whose queue cannot take even a small record (after one write
+  // attempt) loses the whole batch: one check per batch, not a queue check
+  // per packet (its drops are still counted per packet it would have got).
+  full_.assign(clients.size(), 0);
+  for (size_t ci = 0; ci < clients.size(); ++ci) full_[ci] = !fits(*clients[ci], 128);
   if (opts_.pcapng) {
     keys_.resize(ifaces.size());
     for (size_t i = 0; i < ifaces.size(); ++i) {
@@ -123,17 +133,23 @@ void PcapServer::on_item(const LiveItem& item, const std::vector<Client*>& clien
           if (!prog || pcap_offline_filter(prog, &h, p.data.data()) == 0) return;
         }
         size_t caplen = p.data.size();
-        for (Client* c : clients) {
-          auto& pc = static_cast<PcapClient&>(*c);
+        for (size_t ci = 0; ci < clients.size(); ++ci) {
+          if (full_[ci]) {
+            ++dropped_[ci];
+            continue;
+          }
+          auto& pc = static_cast<PcapClient&>(*clients[ci]);
           if (!opts_.pcapng) {
             if (!fits(pc, kPcapRecordHeaderBytes + caplen)) {
-              pc.dropped_packets.fetch_add(1, std::memory_order_relaxed);
+              ++dropped_[ci];
               continue;
             }
             auto rec = pcap_record_header(p.ts_ns, static_cast<uint32_t>(caplen), p.orig_len, true);
-            pc.out.insert(pc.out.end(), rec.begin(), rec.end());
-            pc.out.insert(pc.out.end(), p.data.begin(), p.data.end());
-            pc.sent_packets.fetch_add(1, std::memory_order_relaxed);
+            uint8_t* o = pc.out.reserve(rec.size() + caplen);
+            std::memcpy(o, rec.data(), rec.size());
+            std::memcpy(o + rec.size(), p.data.data(), caplen);
+            pc.out.commit(rec.size() + caplen);
+            ++sent_[ci];
             continue;
           }
           const std::string& key = keys_[p.iface];
@@ -148,18 +164,24 @@ void PcapServer::on_item(const LiveItem& item, const std::vector<Client*>& clien
           }
           size_t epb = 32 + ((caplen + 3) & ~size_t{3});
           if (!fits(pc, scratch_.size() + epb)) {
-            pc.dropped_packets.fetch_add(1, std::memory_order_relaxed);
+            ++dropped_[ci];
             continue;
           }
           if (it == pc.idbs.end()) {
             pc.idbs.emplace(key, id);
-            pc.out.insert(pc.out.end(), scratch_.begin(), scratch_.end());
+            pc.out.append(scratch_);
           }
-          store::pcapng::encode_epb(pc.out, id, p);
-          pc.sent_packets.fetch_add(1, std::memory_order_relaxed);
+          scratch_.clear();
+          store::pcapng::encode_epb(scratch_, id, p);
+          pc.out.append(scratch_);
+          ++sent_[ci];
         }
       },
       [](const InterfaceStats&) {}, [](const Gap&) {});
+  for (size_t ci = 0; ci < clients.size(); ++ci) {
+    if (sent_[ci]) clients[ci]->sent_packets.fetch_add(sent_[ci], std::memory_order_relaxed);
+    if (dropped_[ci]) clients[ci]->dropped_packets.fetch_add(dropped_[ci], std::memory_order_relaxed);
+  }
   if (skipped) count_skipped(skipped);
 }
 

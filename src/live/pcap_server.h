@@ -53,6 +53,8 @@ class PcapServer final : public FanoutServer {
   std::map<uint16_t, std::pair<bool, bpf_program>> programs_;
   std::vector<uint8_t> opening_;
   std::vector<uint8_t> scratch_;
+  std::vector<uint64_t> sent_, dropped_;  // per client, within one batch
+  std::vector<uint8_t> full_;             // per client: dropping this whole batch
   std::vector<std::string> keys_;  // per interface of the current batch
 };
 

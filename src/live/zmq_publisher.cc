@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cstring>
+
 #include "live/formats.h"
 #include "live/json.h"
 
@@ -12,7 +14,7 @@ ZmqPublisher::ZmqPublisher(size_t client_queue_bytes, size_t input_items, size_t
 
 std::unique_ptr<FanoutServer::Client> ZmqPublisher::make_client() {
   auto c = std::make_unique<ZmqClient>();
-  c->out = handshake_;
+  c->out.append(handshake_);
   return c;
 }
 
@@ -43,7 +45,9 @@ void ZmqPublisher::send_event(const std::vector<std::string_view>& parts, const 
       z.dropped_events.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
-    for (size_t i = 0; i < parts.size(); ++i) zmtp::append_frame(z.out, as_bytes(parts[i]), i + 1 < parts.size());
+    uint8_t* p = z.out.reserve(size);
+    for (size_t i = 0; i < parts.size(); ++i) p = zmtp::put_frame(p, as_bytes(parts[i]), i + 1 < parts.size());
+    z.out.commit(size);
   }
 }
 
@@ -56,10 +60,18 @@ void ZmqPublisher::on_batch(const LiveItem& item, const std::vector<Client*>& cl
   for (Client* c : clients) {
     auto* z = static_cast<ZmqClient*>(c);
     if (!z->parser.ready()) continue;
-    Want w{z, z->wants(topic1_), z->wants(topic2_)};
-    if (w.v1 || w.v2) targets_.push_back(w);
+    Want w{z, z->wants(topic1_), z->wants(topic2_), 0, 0};
+    if (!w.v1 && !w.v2) continue;
+    // A subscriber whose queue cannot take even an empty packet's message
+    // (after one write attempt) loses the whole batch: counted at once
+    // instead of trying every packet (a stalled subscriber costs O(1)).
+    if (!fits(*z, zmtp::frame_size(topic1_.size()) + 64)) {
+      z->dropped_packets.fetch_add(b.packets() * ((w.v1 ? 1 : 0) + (w.v2 ? 1 : 0)), std::memory_order_relaxed);
+      continue;
+    }
+    targets_.push_back(w);
   }
-  const auto& targets = targets_;
+  auto& targets = targets_;
   const auto& ifaces = b.interfaces();
   std::array<uint8_t, kPcapFileHeaderBytes> headers[wire::kMaxInterfaces];
   for (size_t i = 0; i < ifaces.size() && i < wire::kMaxInterfaces; ++i) {
@@ -75,29 +87,33 @@ void ZmqPublisher::on_batch(const LiveItem& item, const std::vector<Client*>& cl
         size_t meta = v2_meta_size(iface);
         size_t v2_size = zmtp::frame_size(topic2_.size()) + zmtp::frame_size(meta) + zmtp::frame_size(caplen);
         auto rec = pcap_record_header(p.ts_ns, static_cast<uint32_t>(caplen), p.orig_len, false);
-        for (const Want& w : targets) {
+        for (Want& w : targets) {
           auto& out = w.c->out;
           if (w.v1) {
             if (fits(*w.c, v1_size)) {
-              zmtp::append_frame(out, as_bytes(topic1_), true);
-              zmtp::append_frame(out, headers[p.iface], true);
-              zmtp::append_frame_header(out, kPcapRecordHeaderBytes + caplen, false);
-              out.insert(out.end(), rec.begin(), rec.end());
-              out.insert(out.end(), p.data.begin(), p.data.end());
-              w.c->sent_packets.fetch_add(1, std::memory_order_relaxed);
+              uint8_t* o = out.reserve(v1_size);
+              o = zmtp::put_frame(o, as_bytes(topic1_), true);
+              o = zmtp::put_frame(o, headers[p.iface], true);
+              o = zmtp::put_frame_header(o, kPcapRecordHeaderBytes + caplen, false);
+              std::memcpy(o, rec.data(), rec.size());
+              std::memcpy(o + rec.size(), p.data.data(), caplen);
+              out.commit(v1_size);
+              ++w.sent;
             } else {
-              w.c->dropped_packets.fetch_add(1, std::memory_order_relaxed);
+              ++w.dropped;
             }
           }
           if (w.v2) {
             if (fits(*w.c, v2_size)) {
-              zmtp::append_frame(out, as_bytes(topic2_), true);
-              zmtp::append_frame_header(out, meta, true);
-              append_v2_meta(out, iface, p.iface, b.seq(), p);
-              zmtp::append_frame(out, p.data, false);
-              w.c->sent_packets.fetch_add(1, std::memory_order_relaxed);
+              uint8_t* o = out.reserve(v2_size);
+              o = zmtp::put_frame(o, as_bytes(topic2_), true);
+              o = zmtp::put_frame_header(o, meta, true);
+              o = put_v2_meta(o, iface, p.iface, b.seq(), p);
+              zmtp::put_frame(o, p.data, false);
+              out.commit(v2_size);
+              ++w.sent;
             } else {
-              w.c->dropped_packets.fetch_add(1, std::memory_order_relaxed);
+              ++w.dropped;
             }
           }
         }
@@ -126,6 +142,10 @@ void ZmqPublisher::on_batch(const LiveItem& item, const std::vector<Client*>& cl
             g.bytes, json_string(to_string(g.reason)), b.seq());
         send_event({event_topic(2, "gap", item.agent), json}, clients);
       });
+  for (const Want& w : targets) {
+    if (w.sent) w.c->sent_packets.fetch_add(w.sent, std::memory_order_relaxed);
+    if (w.dropped) w.c->dropped_packets.fetch_add(w.dropped, std::memory_order_relaxed);
+  }
 }
 
 }  // namespace trawl::live
