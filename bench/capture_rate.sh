@@ -7,7 +7,9 @@
 # For each workload (64/512/1500-byte synthetic frames, a real mixed
 # capture) it replays at a ladder of rates with tcpreplay and records, per
 # tool, the highest rate at which every packet was stored. Prints a table
-# and the trawl/tcpdump ratio. Needs root (network namespaces). Bounded:
+# and the trawl/tcpdump ratio. COLLECTOR_ARGS adds collector flags (e.g.
+# "--compression none" to see what segment compression costs). Needs root
+# (network namespaces). Bounded:
 # every step sends at most rate x SECONDS packets and stops by itself.
 source "$(dirname "$0")/../tests/e2e/lib.sh"
 require_root
@@ -43,7 +45,8 @@ run_tcpdump() {  # file rate
 run_trawl() {  # file rate
   local file=$1
   rm -rf "$WORK/data" "$WORK/spool"
-  start_collector collector --data "$WORK/data" --pki "$WORK/pki" --rotate-every 0
+  # shellcheck disable=SC2086  # COLLECTOR_ARGS: extra flags, e.g. "--compression none"
+  start_collector collector --data "$WORK/data" --pki "$WORK/pki" --rotate-every 0 ${COLLECTOR_ARGS:-}
   local port=$PORT
   # Same kernel buffer as tcpdump -B 262144 (KiB).
   start_bg agent "$AG" "$TRAWL" agent --name bench --collector $COLLECTOR_IP:$port --pki "$WORK/pki" -i cap0 \
