@@ -331,13 +331,16 @@ Collector::Collector(CollectorOptions opts, const Clock& clock) : opts_(std::mov
 Collector::~Collector() { stop(); }
 
 Result<bool> Collector::accept_batch(AgentSlot& slot, const std::string& agent, std::span<const uint8_t> body,
-                                     const wire::BatchView& b) {
+                                     const wire::BatchView& b, std::vector<uint8_t>* storage) {
   if (b.spool_id() == slot.spool_id() && b.seq() <= slot.last_seq()) {
     counters_.batches_duplicate.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
   // Live first: subscribers see the batch while it is being written.
-  if (live_) live_->publish_batch(agent, body);
+  // `hold` keeps an adopted buffer (body) alive until the store step is done.
+  live::LiveItemPtr hold;
+  if (live_ && storage) hold = live_->publish_batch_adopt(agent, *storage, body, b);
+  else if (live_) live_->publish_batch(agent, body, b);
   if (slot.stream_only) {
     slot.live_spool_id = b.spool_id();
     slot.live_last_seq = b.seq();

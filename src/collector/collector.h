@@ -166,8 +166,11 @@ class Collector {
   // The one store step of native and osmo-pcap sessions (caller holds
   // slot.mu): dedupe -> publish live -> store (unless stream-only).
   // true: accepted; false: a duplicate; Error: storage failed (rolled back).
+  // storage: the caller's buffer holding body, if the live outputs may take
+  // it instead of copying the batch (it then comes back as another, empty
+  // buffer with capacity).
   Result<bool> accept_batch(AgentSlot& slot, const std::string& agent, std::span<const uint8_t> body,
-                            const wire::BatchView& b);
+                            const wire::BatchView& b, std::vector<uint8_t>* storage = nullptr);
 
   friend class Session;
   friend class OsmoListener;

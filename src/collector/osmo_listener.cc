@@ -139,7 +139,8 @@ void OsmoListener::serve(int fd, std::string peer) {
       why = "internal: built batch does not parse: " + view.error().message();
       return false;
     }
-    auto r = c_.accept_batch(*slot, agent, body, *view);
+    // The live outputs may take the builder's buffer instead of copying it.
+    auto r = c_.accept_batch(*slot, agent, body, *view, &builder.storage());
     builder.reset(kOsmoSpoolId, ifaces);
     if (!r) {
       counters.storage_errors.fetch_add(1);

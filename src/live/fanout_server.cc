@@ -124,6 +124,7 @@ void FanoutServer::loop() {
         ::close(c->fd);
         return true;
       });
+      client_count_.store(clients_.size(), std::memory_order_relaxed);
     }
   }
   flush_at_stop();
@@ -173,6 +174,7 @@ void FanoutServer::accept_clients() {
     spdlog::info("live {}: subscriber #{} connected from {}", sink_, c->id, c->peer);
     std::lock_guard lock(clients_mu_);
     clients_.push_back(std::move(c));
+    client_count_.store(clients_.size(), std::memory_order_relaxed);
   }
 }
 

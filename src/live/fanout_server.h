@@ -65,6 +65,8 @@ class FanoutServer {
 
   // Never blocks.
   void offer(const LiveItemPtr& item);
+  // Connected clients now (a batch offered to none is not worth copying).
+  size_t client_count() const { return client_count_.load(std::memory_order_relaxed); }
   SinkStats stats() const;
 
  protected:
@@ -112,6 +114,7 @@ class FanoutServer {
 
   mutable std::mutex clients_mu_;  // guards clients_ (the loop's writes, stats() reads)
   std::vector<std::unique_ptr<Client>> clients_;
+  std::atomic<size_t> client_count_{0};
   std::atomic<uint64_t> dropped_batches_{0};
   std::atomic<uint64_t> gone_sent_{0};
   std::atomic<uint64_t> gone_dropped_{0};

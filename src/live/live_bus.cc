@@ -52,21 +52,56 @@ void LiveBus::offer(const LiveItemPtr& item) {
   for (auto& p : pcap_) p->offer(item);
 }
 
+bool LiveBus::has_subscribers() const {
+  if (zmq_ && zmq_->client_count() > 0) return true;
+  for (const auto& p : pcap_) {
+    if (p->client_count() > 0) return true;
+  }
+  return false;
+}
+
 void LiveBus::publish_batch(std::string_view agent, std::span<const uint8_t> batch_body) {
-  auto item = pool_->get();
-  item->kind = LiveItem::Kind::kBatch;
-  item->agent.assign(agent);
-  item->body.assign(batch_body.begin(), batch_body.end());
-  auto view = wire::BatchView::parse(item->body);
+  if (!has_subscribers()) return;
+  auto view = wire::BatchView::parse(batch_body);
   if (!view) {
     // The caller stored it, so it parsed before: only a bug gets here.
     spdlog::error("live: batch of agent {} does not parse: {}", agent, view.error().message());
     return;
   }
-  item->batch = std::move(*view);
+  publish_batch(agent, batch_body, *view);
+}
+
+void LiveBus::publish_batch(std::string_view agent, std::span<const uint8_t> batch_body, const wire::BatchView& view) {
+  if (!has_subscribers()) return;
+  auto item = pool_->get();
+  item->kind = LiveItem::Kind::kBatch;
+  item->agent.assign(agent);
+  item->body.assign(batch_body.begin(), batch_body.end());
+  item->batch = view.over(item->body);
   batches_.fetch_add(1, std::memory_order_relaxed);
   packets_.fetch_add(item->batch.packets(), std::memory_order_relaxed);
-  offer(std::move(item));
+  offer(item);
+}
+
+LiveItemPtr LiveBus::publish_batch_adopt(std::string_view agent, std::vector<uint8_t>& storage,
+                                         std::span<const uint8_t> batch_body, const wire::BatchView& view) {
+  if (!has_subscribers()) return nullptr;
+  const uint8_t* lo = storage.data();
+  if (batch_body.data() < lo || batch_body.data() + batch_body.size() > lo + storage.size()) {
+    publish_batch(agent, batch_body, view);  // not in storage: a caller's bug; copy instead
+    return nullptr;
+  }
+  auto item = pool_->get();
+  item->kind = LiveItem::Kind::kBatch;
+  item->agent.assign(agent);
+  // The heap block moves with the vector, so batch_body and view stay valid.
+  item->body.swap(storage);
+  storage.clear();
+  item->batch = view;
+  batches_.fetch_add(1, std::memory_order_relaxed);
+  packets_.fetch_add(item->batch.packets(), std::memory_order_relaxed);
+  offer(item);
+  return item;
 }
 
 void LiveBus::publish_event(std::string_view agent, std::string_view event, std::string_view text) {

@@ -43,7 +43,19 @@ class LiveBus {
   static Result<std::unique_ptr<LiveBus>> start(const LiveOptions& opts);
   ~LiveBus();
 
+  // Copies the batch (parsing it again: for tests and callers without a view).
   void publish_batch(std::string_view agent, std::span<const uint8_t> batch_body);
+  // Copies the batch; view is what batch_body parsed to (not parsed again).
+  void publish_batch(std::string_view agent, std::span<const uint8_t> batch_body, const wire::BatchView& view);
+  // Without a copy: the live item takes `storage` (the buffer that holds
+  // batch_body) and the caller gets a recycled buffer in exchange. The
+  // returned item keeps the bytes alive: hold it as long as batch_body and
+  // view are used. nullptr, storage untouched, when nobody subscribes.
+  LiveItemPtr publish_batch_adopt(std::string_view agent, std::vector<uint8_t>& storage,
+                                  std::span<const uint8_t> batch_body, const wire::BatchView& view);
+  // Whether any output has a subscriber now; batches published while none
+  // has are dropped at once (events still go through).
+  bool has_subscribers() const;
   // event: connect, disconnect, closingtracefile; text: v1 payload ("" = none).
   void publish_event(std::string_view agent, std::string_view event, std::string_view text);
 

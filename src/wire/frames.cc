@@ -286,6 +286,7 @@ std::span<const uint8_t> BatchBuilder::finish(uint64_t seq, uint64_t sealed_ns) 
 Result<BatchView> BatchView::parse(std::span<const uint8_t> body) {
   ByteReader r(body);
   BatchView v;
+  v.body_ = body;
   v.spool_id_ = r.u64le();
   v.seq_ = r.u64le();
   v.sealed_ns_ = r.u64le();

@@ -142,6 +142,9 @@ class BatchBuilder {
   void add_spool_status(const SpoolStatus& s);
   // Completes the frame with its seq and returns it (header + body).
   std::span<const uint8_t> finish(uint64_t seq, uint64_t sealed_ns);
+  // The buffer finish() returned a view of; a caller may swap it for another
+  // (reset() then reuses whatever capacity that one has).
+  std::vector<uint8_t>& storage() { return buf_; }
 
   // Hands the finished frame's buffer to the caller and continues with
   // `next` (cleared; its capacity is reused). Call reset() before adding.
@@ -184,6 +187,15 @@ class BatchView {
   uint32_t packets() const { return packet_count_; }
   uint64_t packet_bytes() const { return packet_bytes_; }
   const std::vector<InterfaceInfo>& interfaces() const { return ifaces_; }
+
+  // The same view over a byte-identical copy of the body it was parsed
+  // from (no second validation pass). `copy` must be that copy.
+  BatchView over(std::span<const uint8_t> copy) const {
+    BatchView v = *this;
+    v.body_ = copy;
+    v.records_ = copy.subspan(static_cast<size_t>(records_.data() - body_.data()), records_.size());
+    return v;
+  }
 
   // Walks the records in order; SPOOL records are skipped.
   template <class OnPacket, class OnStats, class OnGap>
@@ -243,6 +255,7 @@ class BatchView {
   uint32_t packet_count_ = 0;
   uint64_t packet_bytes_ = 0;
   std::vector<InterfaceInfo> ifaces_;
+  std::span<const uint8_t> body_;
   std::span<const uint8_t> records_;
 };
 

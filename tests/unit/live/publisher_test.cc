@@ -201,5 +201,50 @@ TEST(Publisher, StalledSubscriberLosesOnlyItsOwnPackets) {
   close(stalled);
 }
 
+// The zero-copy hand-off: the live item takes the caller's buffer (the
+// bytes do not move) and the caller gets another one back; with nobody
+// subscribed nothing is taken or copied.
+TEST(Publisher, AdoptedBatchesAreNotCopied) {
+  LiveOptions o;
+  o.zmq_listen = "127.0.0.1:0";
+  auto bus = LiveBus::start(o);
+  ASSERT_TRUE(bus.ok());
+  auto frame_of = [](uint64_t seq) {
+    auto body = make_batch(seq, 2, 80, 0x5a);
+    std::vector<uint8_t> storage(16, 0);  // a frame header in front, as BatchBuilder has it
+    storage.insert(storage.end(), body.begin(), body.end());
+    return storage;
+  };
+  {
+    auto storage = frame_of(1);
+    std::span<const uint8_t> body(storage.data() + 16, storage.size() - 16);
+    auto view = wire::BatchView::parse(body);
+    ASSERT_TRUE(view.ok());
+    EXPECT_FALSE((*bus)->has_subscribers());
+    EXPECT_EQ((*bus)->publish_batch_adopt("edge1", storage, body, *view), nullptr);
+    EXPECT_EQ(storage.size(), body.size() + 16);  // untouched
+  }
+  Sub v2((*bus)->zmq_port(), {"data.v2."});
+  for (int i = 0; i < 100 && !(*bus)->has_subscribers(); ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE((*bus)->has_subscribers());
+  std::this_thread::sleep_for(200ms);  // the subscription itself
+  auto storage = frame_of(2);
+  const uint8_t* bytes = storage.data();
+  std::span<const uint8_t> body(storage.data() + 16, storage.size() - 16);
+  auto view = wire::BatchView::parse(body);
+  ASSERT_TRUE(view.ok());
+  auto held = (*bus)->publish_batch_adopt("edge1", storage, body, *view);
+  ASSERT_NE(held, nullptr);
+  EXPECT_EQ(held->body.data(), bytes);  // the same heap block, not a copy
+  EXPECT_TRUE(storage.empty());
+  for (int i = 0; i < 2; ++i) {
+    auto m = v2.recv();
+    ASSERT_EQ(m.size(), 3u);
+    EXPECT_EQ(m[0], "data.v2.edge1");
+    EXPECT_EQ(m[2].size(), 80u);
+    EXPECT_EQ(static_cast<uint8_t>(m[2][0]), i);
+  }
+}
+
 }  // namespace
 }  // namespace trawl::live
