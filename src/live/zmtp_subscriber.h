@@ -74,7 +74,6 @@ class Subscriber {
   std::vector<uint8_t> in_;
   size_t in_len_ = 0;      // bytes of in_ filled
   size_t consumed_ = 0;    // bytes of in_ parsed (whole frames)
-  size_t message_start_ = 0;
   std::vector<std::pair<size_t, size_t>> pending_;  // frames of the message being read: offset, size
   std::vector<uint8_t> out_;
   std::vector<uint8_t> greeting_;  // ours: greeting + READY

@@ -36,6 +36,20 @@ void end_record(std::vector<uint8_t>& out, size_t start) {
   w.u32le(crc32c(std::span<const uint8_t>(out).subspan(start)));
 }
 
+// One flow record of a block's flow table (docs/storage.md).
+void encode_flow(ByteWriter& w, const FlowKey& f) {
+  w.u8(f.kind);
+  w.u8(f.flags);
+  w.u8(f.proto);
+  w.u8(0);
+  w.u16le(f.vlan);
+  w.u16le(f.sport);
+  w.u16le(f.dport);
+  w.u32le(f.vni);
+  w.bytes(f.src);
+  w.bytes(f.dst);
+}
+
 }  // namespace
 
 void encode_index_header(std::vector<uint8_t>& out, bool compressed, uint32_t block_bytes) {
@@ -141,18 +155,7 @@ void encode_index_block(std::vector<uint8_t>& out, const IndexBlock& b, uint64_t
   uint32_t count = 0;
   if (!b.flows.empty()) {
     ByteWriter t(table);
-    for (const auto& f : b.flows) {
-      t.u8(f.kind);
-      t.u8(f.flags);
-      t.u8(f.proto);
-      t.u8(0);
-      t.u16le(f.vlan);
-      t.u16le(f.sport);
-      t.u16le(f.dport);
-      t.u32le(f.vni);
-      t.bytes(f.src);
-      t.bytes(f.dst);
-    }
+    for (const auto& f : b.flows) encode_flow(t, f);
     count = static_cast<uint32_t>(b.flows.size());
   } else {
     table.assign(b.flow_bytes.begin(), b.flow_bytes.end());
@@ -352,18 +355,7 @@ std::vector<uint8_t> encode_sealed_index(const SegmentIndex& idx, uint64_t segme
       w.bytes(b.flow_bytes);
       continue;
     }
-    for (const auto& f : b.flows) {
-      w.u8(f.kind);
-      w.u8(f.flags);
-      w.u8(f.proto);
-      w.u8(0);
-      w.u16le(f.vlan);
-      w.u16le(f.sport);
-      w.u16le(f.dport);
-      w.u32le(f.vni);
-      w.bytes(f.src);
-      w.bytes(f.dst);
-    }
+    for (const auto& f : b.flows) encode_flow(w, f);
   }
   return out;
 }
