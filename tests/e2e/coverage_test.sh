@@ -32,6 +32,10 @@ sleep 0.5
 collector_up c2 --metrics-listen 127.0.0.1:0
 MPORT=$(metrics_port "$WORK/c2.log")
 wait_for 40 at_least 2 "$AGENT_LOG" "connected to" || fail "agent did not reconnect"
+# Let the full spool drain first: with drop-newest, traffic arriving while
+# it is still full would be dropped too (correctly counted, but it makes
+# the run's numbers depend on timing).
+wait_delivered 30 || fail "spool not drained after the reconnect"
 replay after 5000
 wait_delivered 30 || fail "spool not acknowledged after the outage"
 sleep 1.5  # ledger rows reach the file within a second
