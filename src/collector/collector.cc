@@ -346,6 +346,14 @@ Result<bool> Collector::accept_batch(AgentSlot& slot, const std::string& agent, 
     slot.live_last_seq = b.seq();
     counters_.batches_streamed.fetch_add(1, std::memory_order_relaxed);
     counters_.packets_streamed.fetch_add(b.packets(), std::memory_order_relaxed);
+    // Not stored, but `trawl status` still shows its capture counters,
+    // spool and freshness.
+    uint64_t newest = slot.newest_packet_ns;
+    b.for_each([&](const PacketView& p) { newest = std::max(newest, p.ts_ns); },
+               [&](const InterfaceStats& st) { note_stats(slot, b.interfaces(), st); }, [](const Gap&) {},
+               [&](const SpoolStatus& sp) { slot.spool = sp; });
+    slot.newest_packet_ns = newest;
+    slot.last_batch_wall_ns = clock_.wall_ns();
     return true;
   }
   auto& w = *slot.writer;

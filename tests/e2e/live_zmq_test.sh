@@ -61,6 +61,11 @@ wait "$PID_tshark" || fail "tshark on PCAP-over-IP did not get $WANT1 packets: $
 wait "$PID_tshark_ng" || fail "tshark on the pcapng listener did not get $WANT_SIP packets"
 wait "$PID_tail" || fail "trawl tail failed"
 scrape "$MPORT"
+# trawl status shows the stream-only agent's capture counters too.
+nsq "$CO" "$TRAWL" status --collector 127.0.0.1:$MPORT --json >"$WORK/status.json" || fail "trawl status"
+received=$(jq '[.agents[] | select(.agent == "edge2") | .interfaces[].received_packets] | add // 0' "$WORK/status.json")
+[ "$received" -gt 0 ] || fail "status: no capture counters for stream-only edge2: $(cat "$WORK/status.json")"
+log "trawl status: stream-only edge2 captured $received packets"
 # Stopping seals the open segment; its closingtracefile event still goes out.
 stop_pid "$PID_collector"
 wait "$PID_sub1" || fail "sub1 failed: $(cat "$WORK/sub1.log")"
