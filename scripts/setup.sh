@@ -4,7 +4,7 @@
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 PKGS="build-essential cmake ninja-build pkg-config git
-  libpcap-dev libssl-dev libzstd-dev zlib1g-dev libzmq3-dev cppzmq-dev
+  libpcap-dev libdbus-1-dev libssl-dev libzstd-dev zlib1g-dev libzmq3-dev cppzmq-dev
   libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libcap-dev libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
