@@ -340,8 +340,11 @@ Status run_agent(const AgentOptions& opts, std::atomic<bool>& stop, AgentCounter
   // Per-interface counters as last read from pcap_stats, for /metrics.
   std::mutex iface_stats_mu;
   std::vector<InterfaceStats> iface_stats;
-  std::unique_ptr<web::HttpServer> http;
+  // The registry before the server that reads it: locals are destroyed in
+  // reverse order, and the server's thread may be serving a scrape until
+  // the server is gone (ASan caught a scrape reading a destroyed registry).
   metrics::MetricsRegistry registry;
+  std::unique_ptr<web::HttpServer> http;
   if (!opts.metrics_listen.empty()) {
     registry.add([&](metrics::Exposition& e) {
       const metrics::Labels a{{"agent", opts.name}};
@@ -480,6 +483,7 @@ Status run_agent(const AgentOptions& opts, std::atomic<bool>& stop, AgentCounter
   sender_stop = true;
   shared.notify();
   sender_thread.join();
+  http.reset();  // no scrape from here on
   close(shared.wake_fd);
   spdlog::info(
       "agent {}: stopped; {} packets captured, {} dropped by the kernel, {} dropped by spool policy, {} batches "
