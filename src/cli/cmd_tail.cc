@@ -151,22 +151,21 @@ int run_tail(const TailOptions& o) {
       }
       continue;
     }
-    auto part = [&](size_t i) { return parts[i]; };
-    std::string_view topic(reinterpret_cast<const char*>(part(0).data()), part(0).size());
+    std::string_view topic(reinterpret_cast<const char*>(parts[0].data()), parts[0].size());
     if (topic.starts_with("event.v2.")) {
       // event.v2.<name>.<agent>
       std::string_view rest = topic.substr(9);
       std::string_view agent = rest.substr(rest.find('.') + 1);
       if (!o.agent.empty() && agent != o.agent) continue;
-      std::string text = parts.size() > 1 ? std::string(reinterpret_cast<const char*>(part(1).data()), part(1).size()) : "";
+      std::string text = parts.size() > 1 ? std::string(reinterpret_cast<const char*>(parts[1].data()), parts[1].size()) : "";
       // With -w - stdout carries pcapng only (the default logger writes to stdout too).
       fmt::print(pcapng_out ? stderr : stdout, "-- event {} {}\n", rest, text);
       continue;
     }
     if (parts.size() != 3) continue;
     live::V2Meta meta;
-    if (!live::parse_v2_meta(part(1), meta)) continue;
-    auto data = part(2);
+    if (!live::parse_v2_meta(parts[1], meta)) continue;
+    auto data = parts[2];
     if (!filter.match(meta.link_type, data, meta.orig_len)) continue;
     std::string_view agent = topic.substr(8);
     ++packets;

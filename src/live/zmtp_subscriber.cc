@@ -67,8 +67,9 @@ void Subscriber::fail(std::string why) {
   next_attempt_ = SteadyClock::now() + kRetry;
 }
 
-void Subscriber::try_connect(SteadyClock::time_point deadline) {
-  (void)deadline;  // a connect is bounded on its own: a short receive() must still be able to connect
+void Subscriber::try_connect() {
+  // Bounded on its own (kConnectTimeoutMs), not by receive()'s timeout: a
+  // short receive() must still be able to connect.
   auto fd = wire::tcp_connect(where_, kConnectTimeoutMs);
   if (!fd.ok()) {
     // tcp_connect's message already names the address.
@@ -229,7 +230,7 @@ bool Subscriber::receive(Parts& parts, int timeout_ms) {
         if (::poll(nullptr, 0, wait) < 0 && errno == EINTR) return false;
         continue;
       }
-      try_connect(deadline);
+      try_connect();
       if (fd_ < 0 && SteadyClock::now() >= deadline) return false;
       continue;
     }

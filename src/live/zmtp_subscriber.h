@@ -56,7 +56,7 @@ class Subscriber {
 
  private:
   Subscriber(wire::HostPort where, std::string endpoint, std::vector<std::string> prefixes);
-  void try_connect(std::chrono::steady_clock::time_point deadline);
+  void try_connect();
   void fail(std::string why);
   // Parses what is buffered; true when a whole message is in parts.
   bool parse(Parts& parts);
