@@ -106,7 +106,9 @@ sleep 1.2
 START=$(date +%s)
 replay after 5000
 wait_delivered 20 || fail "clean run not acknowledged"
-END=$(date +%s)
+# +1: date +%s truncates, and an --to on a minute boundary is exclusive, so
+# packets captured in the second that started END's minute would fall out.
+END=$(($(date +%s) + 1))
 sleep 1.5  # the agent reports in END's minute before it stops
 stop_pid "$AGENT_PID"
 stop_pid "$COLLECTOR_PID"
