@@ -23,7 +23,7 @@ SIZE=${SIZE:-600}
 ROUNDS=${ROUNDS:-3}
 # nice level of the three consumer processes (0: same priority as the
 # collector; 19: they only get CPU the collector leaves, as if they ran on
-# other hosts — the collector's own publishing threads keep normal priority).
+# other hosts; the collector's publishing threads run at --live-nice, 10 by default).
 CONSUMER_NICE=${CONSUMER_NICE:-0}
 # CONSUMER_IDLE=1: run the consumers under SCHED_IDLE (chrt --idle) instead:
 # they get a CPU only when nothing else wants it, which is what consumers on
@@ -31,6 +31,9 @@ CONSUMER_NICE=${CONSUMER_NICE:-0}
 # cores (CFS gives every runnable task a slice) and their wake-ups delay the
 # collector's session thread.
 CONSUMER_IDLE=${CONSUMER_IDLE:-0}
+# LIVE_ARGS: more collector flags for the rounds with subscribers, e.g.
+# "--live-nice 0" to run the publishing threads at the collector's priority.
+LIVE_ARGS=${LIVE_ARGS:-}
 CONSUMER=(nice -n "$CONSUMER_NICE")
 [ "$CONSUMER_IDLE" = 1 ] && CONSUMER=(chrt --idle 0)
 ip netns add "$CO"
@@ -42,7 +45,7 @@ trap 'rm -rf "$RAM"' RETURN
 run() {  # run none|three -> RATE (packets/s)
   rm -rf "$RAM/data"
   local live=()
-  [ "$1" = three ] && live=(--zmq tcp://127.0.0.1:0 --pcap-listen 127.0.0.1:0 --live-queue 8MiB --metrics-listen 127.0.0.1:0)
+  [ "$1" = three ] && live=(--zmq tcp://127.0.0.1:0 --pcap-listen 127.0.0.1:0 --live-queue 8MiB --metrics-listen 127.0.0.1:0 $LIVE_ARGS)
   start_collector collector --data "$RAM/data" --insecure --rotate-every 0 --osmo-listen 127.0.0.1:0 \
     --osmo-client 127.0.0.1=bench "${live[@]}"
   local oport zport pport subs=()

@@ -158,6 +158,15 @@ Command add_collector_command(CLI::App& app) {
             o.live.subscriber_queue_bytes = *n;
             return ok_status();
           }, "32MiB");
+  s.value("live-nice",
+          "How much lower than storage the live publishing threads run (nice increment 0..19): under CPU "
+          "contention stored packets win and live subscribers see counted drops",
+          [&o](std::string_view v) -> Status {
+            auto n = parse_uint(v, 19);
+            if (!n) return std::move(n).error();
+            o.live.nice = static_cast<int>(*n);
+            return ok_status();
+          }, "10");
   s.list("stream-only", "Publish this agent's packets live but do not store them (acked once published)",
          [&o](std::string_view v) -> Status {
            o.stream_only.emplace_back(v);

@@ -1,9 +1,11 @@
 #include "live/fanout_server.h"
 
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -75,6 +77,16 @@ bool FanoutServer::fits(Client& c, size_t n) {
 }
 
 void FanoutServer::loop() {
+  if (nice_ > 0) {
+    // Linux: PRIO_PROCESS with a thread id sets that thread's nice value only.
+    const auto tid = static_cast<id_t>(::gettid());
+    errno = 0;
+    int base = ::getpriority(PRIO_PROCESS, tid);
+    if (errno != 0) base = 0;
+    if (::setpriority(PRIO_PROCESS, tid, std::min(19, base + nice_)) != 0) {
+      spdlog::warn("live {}: cannot lower the thread's priority: {}", sink_, std::strerror(errno));
+    }
+  }
   std::vector<pollfd> pfds;
   std::vector<LiveItemPtr> items;
   std::vector<Client*> ready;
@@ -171,6 +183,7 @@ void FanoutServer::accept_clients() {
     c->fd = (*a)->fd;
     c->peer = (*a)->peer_address;
     c->id = next_id_++;
+    c->out.set_spare_chunks(client_queue_bytes_ / OutQueue::kChunkBytes + 1);
     spdlog::info("live {}: subscriber #{} connected from {}", sink_, c->id, c->peer);
     std::lock_guard lock(clients_mu_);
     clients_.push_back(std::move(c));

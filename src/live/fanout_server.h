@@ -58,6 +58,10 @@ class FanoutServer {
   FanoutServer(const FanoutServer&) = delete;
   FanoutServer& operator=(const FanoutServer&) = delete;
 
+  // How much lower than the collector's its thread runs (nice increment,
+  // 0..19): under CPU contention storage wins and subscribers see counted
+  // drops. Call before start().
+  void set_nice(int increment) { nice_ = increment; }
   Status start(const wire::HostPort& where);
   void stop();
   uint16_t port() const { return port_; }
@@ -105,6 +109,7 @@ class FanoutServer {
 
   std::string sink_;
   size_t client_queue_bytes_;
+  int nice_ = 0;
   ItemQueue input_;
   int listen_fd_ = -1;
   uint16_t port_ = 0;

@@ -20,12 +20,14 @@ Result<std::unique_ptr<LiveBus>> LiveBus::start(const LiveOptions& opts) {
     if (!hp) return std::move(hp).error().with_context("--zmq");
     bus->zmq_ = std::make_unique<ZmqPublisher>(opts.subscriber_queue_bytes, opts.output_queue_batches,
                                                opts.output_queue_bytes);
+    bus->zmq_->set_nice(opts.nice);
     if (auto s = bus->zmq_->start(*hp); !s) return std::move(s).error().with_context("--zmq " + opts.zmq_listen);
     spdlog::info("collector: ZeroMQ publisher on port {} (osmo-pcap v1 + trawl v2 topics)", bus->zmq_->port());
   }
   for (const auto& l : opts.pcap_listeners) {
     auto srv = std::make_unique<PcapServer>(l, opts.subscriber_queue_bytes, opts.output_queue_batches,
                                             opts.output_queue_bytes);
+    srv->set_nice(opts.nice);
     if (auto s = srv->start(); !s) return std::move(s).error().with_context("--pcap-listen " + l.listen);
     spdlog::info("collector: PCAP-over-IP on port {} ({}{}{})", srv->port(), l.pcapng ? "pcapng" : "pcap",
                  l.agent.empty() ? "" : ", agent " + l.agent, l.filter.empty() ? "" : ", filter '" + l.filter + "'");
@@ -73,7 +75,8 @@ void LiveBus::publish_batch(std::string_view agent, std::span<const uint8_t> bat
 
 void LiveBus::publish_batch(std::string_view agent, std::span<const uint8_t> batch_body, const wire::BatchView& view) {
   if (!has_subscribers()) return;
-  auto item = pool_->get();
+  auto item = pool_->try_get();
+  if (!item) return shed(view);
   item->kind = LiveItem::Kind::kBatch;
   item->agent.assign(agent);
   item->body.assign(batch_body.begin(), batch_body.end());
@@ -91,7 +94,11 @@ LiveItemPtr LiveBus::publish_batch_adopt(std::string_view agent, std::vector<uin
     publish_batch(agent, batch_body, view);  // not in storage: a caller's bug; copy instead
     return nullptr;
   }
-  auto item = pool_->get();
+  auto item = pool_->try_get();
+  if (!item) {
+    shed(view);
+    return nullptr;
+  }
   item->kind = LiveItem::Kind::kBatch;
   item->agent.assign(agent);
   // The heap block moves with the vector, so batch_body and view stay valid.
@@ -102,6 +109,11 @@ LiveItemPtr LiveBus::publish_batch_adopt(std::string_view agent, std::vector<uin
   packets_.fetch_add(item->batch.packets(), std::memory_order_relaxed);
   offer(item);
   return item;
+}
+
+void LiveBus::shed(const wire::BatchView& view) {
+  shed_batches_.fetch_add(1, std::memory_order_relaxed);
+  shed_packets_.fetch_add(view.packets(), std::memory_order_relaxed);
 }
 
 void LiveBus::publish_event(std::string_view agent, std::string_view event, std::string_view text) {
@@ -124,6 +136,10 @@ void LiveBus::write_metrics(metrics::Exposition& e) const {
   e.counter("trawl_live_published_batches_total", "Batches handed to the live outputs", batches_.load());
   e.counter("trawl_live_published_packets_total", "Packets handed to the live outputs", packets_.load());
   e.counter("trawl_live_published_events_total", "Events handed to the live outputs", events_.load());
+  e.counter("trawl_live_shed_batches_total",
+            "Batches not handed to the live outputs: every live buffer was still held by a lagging output",
+            shed_batches_.load());
+  e.counter("trawl_live_shed_packets_total", "Packets of the shed batches", shed_packets_.load());
   for (const auto& s : sinks) {
     e.gauge("trawl_live_subscribers", "Connected live subscribers, by output", static_cast<double>(s.subscribers.size()),
             {{"output", s.sink}});

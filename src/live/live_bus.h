@@ -2,11 +2,13 @@
 // and every agent event, for the live outputs (ZeroMQ publisher,
 // PCAP-over-IP listeners). docs/live.md describes formats and semantics.
 //
-// publish_batch() copies the BATCH body once into a pooled buffer, parses
-// it into a view over that copy, and offers the shared, immutable item to
-// each output's bounded queue; it never blocks on an output or a
-// subscriber (a full queue drops and counts). The copy is the only work
-// the storage path pays for live outputs.
+// publish_batch() copies the BATCH body once into a pooled buffer (or,
+// publish_batch_adopt(), takes the caller's buffer in exchange for a pooled
+// one) and offers the shared, immutable item to each output's bounded
+// queue; it never blocks on an output or a subscriber (a full queue drops
+// and counts) and never allocates in the steady state: the pool holds a
+// fixed number of buffers, and a batch that finds none free is shed
+// (counted) because the outputs are that far behind.
 //
 // Thread-safe: publish_*() and write_metrics() from any thread. start()
 // returns once every output listens; stop() joins their threads.
@@ -32,6 +34,7 @@ struct LiveOptions {
   size_t subscriber_queue_bytes = 32u << 20;     // per subscriber
   size_t output_queue_batches = 1024;            // per output, between sessions and its thread
   size_t output_queue_bytes = 256u << 20;
+  int nice = 10;                                 // publishing threads' nice increment (--live-nice)
   bool enabled() const { return !zmq_listen.empty() || !pcap_listeners.empty(); }
 };
 
@@ -67,6 +70,7 @@ class LiveBus {
  private:
   LiveBus() = default;
   void offer(const LiveItemPtr& item);
+  void shed(const wire::BatchView& view);
 
   std::shared_ptr<ItemPool> pool_ = std::make_shared<ItemPool>();
   std::unique_ptr<ZmqPublisher> zmq_;
@@ -74,6 +78,8 @@ class LiveBus {
   std::atomic<uint64_t> batches_{0};
   std::atomic<uint64_t> packets_{0};
   std::atomic<uint64_t> events_{0};
+  std::atomic<uint64_t> shed_batches_{0};  // no free live buffer: the outputs were behind
+  std::atomic<uint64_t> shed_packets_{0};
 };
 
 }  // namespace trawl::live

@@ -5,13 +5,20 @@
 
 namespace trawl::live {
 
-std::shared_ptr<LiveItem> ItemPool::get() {
+std::shared_ptr<LiveItem> ItemPool::try_get() { return take(true); }
+std::shared_ptr<LiveItem> ItemPool::get() { return take(false); }
+
+std::shared_ptr<LiveItem> ItemPool::take(bool bounded) {
   std::unique_ptr<LiveItem> item;
   {
     std::lock_guard lock(mu_);
     if (!free_.empty()) {
       item = std::move(free_.back());
       free_.pop_back();
+    } else if (bounded && items_ >= max_items_) {
+      return nullptr;
+    } else {
+      ++items_;
     }
   }
   if (!item) item = std::make_unique<LiveItem>();
@@ -27,7 +34,11 @@ void ItemPool::put(LiveItem* p) {
   item->text.clear();
   item->batch = {};
   std::lock_guard lock(mu_);
-  if (free_.size() < max_free_) free_.push_back(std::move(item));
+  if (free_.size() < max_items_) {
+    free_.push_back(std::move(item));
+  } else {
+    --items_;  // one of get()'s extras: let it go
+  }
 }
 
 ItemQueue::ItemQueue(size_t max_items, size_t max_bytes)

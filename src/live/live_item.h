@@ -33,17 +33,28 @@ struct LiveItem {
 };
 using LiveItemPtr = std::shared_ptr<const LiveItem>;
 
-// Recycles LiveItems (and their body capacity) between batches.
+// Recycles LiveItems (and their body capacity) between batches. At most
+// max_items batch items exist: when the outputs are that far behind,
+// try_get() says no and the batch is not published (counted by the
+// caller) rather than the storage path allocating and faulting in fresh
+// buffers. In the steady state no buffer is allocated.
 class ItemPool : public std::enable_shared_from_this<ItemPool> {
  public:
-  explicit ItemPool(size_t max_free = 64) : max_free_(max_free) {}
+  explicit ItemPool(size_t max_items = 64) : max_items_(max_items) {}
+  // A recycled item, or a new one while fewer than max_items exist;
+  // nullptr when every item is still held by an output.
+  std::shared_ptr<LiveItem> try_get();
+  // Always an item (events: small and rare), even past max_items.
   std::shared_ptr<LiveItem> get();
 
  private:
+  std::shared_ptr<LiveItem> take(bool bounded);
   void put(LiveItem* item);
+
   std::mutex mu_;
   std::vector<std::unique_ptr<LiveItem>> free_;
-  size_t max_free_;
+  size_t max_items_;
+  size_t items_ = 0;  // existing: free or in use
 };
 
 class ItemQueue {

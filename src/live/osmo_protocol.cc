@@ -1,5 +1,6 @@
 #include "live/osmo_protocol.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -41,31 +42,30 @@ std::string_view to_string(Malformed m) {
   return "osmo_unknown";
 }
 
-std::optional<Message> OsmoDecoder::next(std::optional<OsmoError>& err) {
+const Message* OsmoDecoder::next(std::optional<OsmoError>& err) {
   for (;;) {
     ByteReader r(buf_.readable());
     uint8_t type = r.u8();
     r.u8();  // spare
     uint16_t len = r.u16be();
-    if (!r.ok()) return std::nullopt;
+    if (!r.ok()) return nullptr;
     if (type != kTypeLinkHeader && type != kTypeData) {
       err = OsmoError{Malformed::kUnknownType, fmt::format("message type {}", type)};
-      return std::nullopt;
+      return nullptr;
     }
     auto payload = r.bytes(len);
-    if (!r.ok()) return std::nullopt;
+    if (!r.ok()) return nullptr;
     buf_.consume(kMessageHeaderBytes + len);  // payload stays valid until the next writable()
-    auto m = parse(type, payload, err);
-    if (err || m) return m;
+    if (parse(type, payload, err)) return &msg_;
+    if (err) return nullptr;
   }
 }
 
-std::optional<Message> OsmoDecoder::parse(uint8_t type, std::span<const uint8_t> payload,
-                                          std::optional<OsmoError>& err) {
+bool OsmoDecoder::parse(uint8_t type, std::span<const uint8_t> payload, std::optional<OsmoError>& err) {
   if (type == kTypeLinkHeader) {
     if (payload.size() != 24) {
       err = OsmoError{Malformed::kBadLinkHeader, fmt::format("link header of {} bytes, want 24", payload.size())};
-      return std::nullopt;
+      return false;
     }
     ByteReader r(payload);
     uint32_t magic = r.u32le();
@@ -77,46 +77,50 @@ std::optional<Message> OsmoDecoder::parse(uint8_t type, std::span<const uint8_t>
       magic = __builtin_bswap32(magic);
     } else {
       err = OsmoError{Malformed::kBadLinkHeader, fmt::format("unknown pcap magic 0x{:08x}", magic)};
-      return std::nullopt;
+      return false;
     }
     h.nsec = magic == kMagicNsec;
     r.skip(12);  // version, thiszone, sigfigs
     h.snaplen = read32(r, h.swapped);
     h.link_type = read32(r, h.swapped) & 0xffff;  // the upper bits are FCS flags
     link_ = h;
-    Message m{Message::Kind::kLink, h, {}};
-    return m;
+    msg_.kind = Message::Kind::kLink;
+    msg_.link = h;
+    msg_.packet = {};
+    return true;
   }
   if (!link_) {
     err = OsmoError{Malformed::kDataBeforeLink, "data message before any link header"};
-    return std::nullopt;
+    return false;
   }
   if (payload.size() < 16) {
     err = OsmoError{Malformed::kShortRecord, fmt::format("data payload of {} bytes, shorter than a record header", payload.size())};
-    return std::nullopt;
+    return false;
   }
+  const LinkHeader& link = *link_;
   ByteReader r(payload);
-  uint32_t sec = read32(r, link_->swapped);
-  uint32_t frac = read32(r, link_->swapped);
-  uint32_t caplen = read32(r, link_->swapped);
-  uint32_t len = read32(r, link_->swapped);
+  uint32_t sec = read32(r, link.swapped);
+  uint32_t frac = read32(r, link.swapped);
+  uint32_t caplen = read32(r, link.swapped);
+  uint32_t len = read32(r, link.swapped);
   if (caplen > payload.size() - 16) {
     err = OsmoError{Malformed::kCaplenOverPayload,
                     fmt::format("record caplen {} but {} bytes follow", caplen, payload.size() - 16)};
-    return std::nullopt;
+    return false;
   }
   uint32_t max = max_caplen_;
-  if (link_->snaplen != 0 && link_->snaplen < max) max = link_->snaplen;
+  if (link.snaplen != 0 && link.snaplen < max) max = link.snaplen;
   if (caplen > max) {
     err = OsmoError{Malformed::kCaplenOverMax, fmt::format("record caplen {} over the maximum {}", caplen, max)};
-    return std::nullopt;
+    return false;
   }
-  Message m{Message::Kind::kPacket, *link_, {}};
-  uint64_t frac_ns = link_->nsec ? frac : uint64_t{frac} * 1000;
-  m.packet.ts_ns = uint64_t{sec} * 1'000'000'000ull + frac_ns;
-  m.packet.orig_len = std::max(len, caplen);
-  m.packet.data = r.bytes(caplen);
-  return m;
+  uint64_t frac_ns = link.nsec ? frac : uint64_t{frac} * 1000;
+  msg_.kind = Message::Kind::kPacket;
+  msg_.link = link;
+  msg_.packet.ts_ns = uint64_t{sec} * 1'000'000'000ull + frac_ns;
+  msg_.packet.orig_len = std::max(len, caplen);
+  msg_.packet.data = r.bytes(caplen);
+  return true;
 }
 
 void append_message_header(std::vector<uint8_t>& out, uint8_t type, uint16_t payload_len) {

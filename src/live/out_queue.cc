@@ -52,7 +52,7 @@ void OutQueue::consume(size_t n) {
     c.begin += take;
     n -= take;
     if (c.begin == c.end && (chunks_.size() > 1 || n > 0)) {
-      if (spare_.size() < 2 && c.cap == kChunkBytes) spare_.push_back(std::move(c));
+      if (spare_.size() < max_spare_ && c.cap == kChunkBytes) spare_.push_back(std::move(c));
       chunks_.pop_front();
     }
   }

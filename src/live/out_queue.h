@@ -4,7 +4,9 @@
 // ever moved or zero-filled. (A flat vector had to be compacted when its
 // sent front grew, which copied up to the whole queue — 8 MiB — for every
 // MiB sent to a subscriber that lagged.) Emptied chunks are kept for reuse,
-// two at most.
+// up to set_spare_chunks() of them (default 2): a queue that fills and
+// empties again then allocates nothing (fresh 256 KiB blocks are mmap'd and
+// page-faulted in, which cost the collector as much as the copies).
 //
 // Not thread-safe: one FanoutServer thread owns it.
 #pragma once
@@ -43,6 +45,9 @@ class OutQueue {
   // nonblocking). Returns bytes sent, or -1 with errno set.
   ssize_t send_to(int fd);
   void clear();
+  // How many emptied chunks to keep for reuse (the owner's bound on the
+  // queue's size, in chunks, keeps memory within that bound).
+  void set_spare_chunks(size_t n) { max_spare_ = n; }
 
  private:
   struct Chunk {
@@ -55,6 +60,7 @@ class OutQueue {
 
   std::deque<Chunk> chunks_;
   std::vector<Chunk> spare_;
+  size_t max_spare_ = 2;
   size_t size_ = 0;
 };
 

@@ -43,5 +43,26 @@ TEST(ItemPool, RecyclesBuffers) {
   EXPECT_EQ(b->body.data(), data);
 }
 
+TEST(ItemPool, BoundsBatchItemsButNotEvents) {
+  auto pool = std::make_shared<ItemPool>(2);
+  auto a = pool->try_get();
+  auto b = pool->try_get();
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(pool->try_get(), nullptr);  // both held: the caller sheds the batch
+  auto e = pool->get();                 // an event still gets one
+  ASSERT_TRUE(e);
+  a.reset();
+  auto c = pool->try_get();  // a's buffer, recycled
+  ASSERT_TRUE(c);
+  e.reset();
+  b.reset();
+  c.reset();
+  // Three were made; the pool keeps two and the next two come back recycled.
+  auto d = pool->try_get();
+  auto f = pool->try_get();
+  EXPECT_TRUE(d && f);
+  EXPECT_EQ(pool->try_get(), nullptr);
+}
+
 }  // namespace
 }  // namespace trawl::live
