@@ -52,7 +52,14 @@ run_trawl() {  # file rate
   start_bg agent "$AG" "$TRAWL" agent --name bench --collector $COLLECTOR_IP:$port --pki "$WORK/pki" -i cap0 \
     --ring-size 256MiB --spool-dir "$WORK/spool" --spool-size 2GiB --drain-timeout 60s
   wait_for 15 grep -q "connected to" "$WORK/agent.log" || fail "agent did not connect"
+  # PERF_OUT=FILE: a system-wide profile (perf record -a -g) while trawl's replay runs.
+  local perf_pid=
+  if [ -n "${PERF_OUT:-}" ]; then
+    perf record -a -g -F 499 -o "$PERF_OUT" -- sleep "$SECS" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
   replay "$file" "$2"
+  [ -z "$perf_pid" ] || wait "$perf_pid" || true
   sleep 2  # let both tools retire their last ring block (tcpdump: 1 s timeout)
   AGENT_RSS_KB=$(awk '/^VmHWM:/ {print $2}' /proc/$PID_agent/status)
   stop_pid "$PID_agent"

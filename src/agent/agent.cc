@@ -51,9 +51,20 @@ class Batcher final : public capture::PacketSink {
     if (builder_.empty()) opened_mono_ = now_mono_;
     builder_.add_packet(iface, ts_ns, orig_len, data);
     ++batch_iface_packets_[iface];
-    counters_.packets_captured.fetch_add(1, std::memory_order_relaxed);
-    counters_.bytes_captured.fetch_add(data.size(), std::memory_order_relaxed);
+    // Plain adds, published once per dispatch: a locked add per packet
+    // waited for the packet copy's stores to drain (a third of this
+    // thread's time at 500k pps of 1500 bytes).
+    ++unpublished_packets_;
+    unpublished_bytes_ += data.size();
     if (full() && error_.ok()) error_ = seal(shared_, clock_.wall_ns());
+  }
+
+  // Adds the packets counted since the last call to the shared counters.
+  void publish_counts() {
+    if (unpublished_packets_ == 0) return;
+    counters_.packets_captured.fetch_add(unpublished_packets_, std::memory_order_relaxed);
+    counters_.bytes_captured.fetch_add(unpublished_bytes_, std::memory_order_relaxed);
+    unpublished_packets_ = unpublished_bytes_ = 0;
   }
 
   // A spool failure met while sealing inside on_packet (sticky).
@@ -204,6 +215,8 @@ class Batcher final : public capture::PacketSink {
   uint64_t opened_mono_ = 0;
   static constexpr uint64_t kMinuteNs = 60'000'000'000ull;
   uint64_t minute_end_ns_ = 0;                 // the open batch's packets are before this
+  uint64_t unpublished_packets_ = 0;            // counted, not yet in counters_ (publish_counts)
+  uint64_t unpublished_bytes_ = 0;
   std::map<uint64_t, Gap> pending_gaps_;       // minute -> spool-full gap not yet in a stored batch
   std::map<uint64_t, std::vector<Gap>> carried_;  // seq -> gap records of a spooled, unacked batch (this run only)
   bool logged_full_ = false;
@@ -411,6 +424,7 @@ Status run_agent(const AgentOptions& opts, std::atomic<bool>& stop, AgentCounter
     batcher.set_now(now);
     // 1. capture
     auto got = (*source)->poll(10, opts.batch_max_packets, batcher);
+    batcher.publish_counts();
     if (!got) {
       result = std::move(got).error();
       break;
