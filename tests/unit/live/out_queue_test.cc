@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
 #include <random>
 
 namespace trawl::live {
@@ -55,6 +57,40 @@ TEST(OutQueue, StreamsEverythingInOrderThroughPartialSends) {
   while (got.size() < want.size()) drain();
   EXPECT_EQ(got.size(), want.size());
   EXPECT_TRUE(got == want);
+  close(sv[0]);
+  close(sv[1]);
+}
+
+// A queue that fills and drains again reuses its chunks: no allocation (and
+// no page faults) once it has reached its size.
+TEST(OutQueue, ReusesEmptiedChunksUpToItsSpareLimit) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  fcntl(sv[0], F_SETFL, O_NONBLOCK);
+  OutQueue q;
+  q.set_spare_chunks(8);
+  std::vector<uint8_t> b(100000, 7);
+  std::vector<const uint8_t*> first;
+  auto fill_and_drain = [&](std::vector<const uint8_t*>* seen) {
+    for (int i = 0; i < 15; ++i) {  // ~1.4 MiB: six chunks
+      uint8_t* p = q.reserve(b.size());
+      if (seen && (seen->empty() || p < seen->back() || p >= seen->back() + OutQueue::kChunkBytes)) seen->push_back(p);
+      std::memcpy(p, b.data(), b.size());
+      q.commit(b.size());
+    }
+    while (!q.empty()) {
+      ASSERT_GT(q.send_to(sv[0]), 0);
+      uint8_t buf[1 << 16];
+      while (recv(sv[1], buf, sizeof buf, MSG_DONTWAIT) > 0) {}
+    }
+  };
+  fill_and_drain(&first);
+  ASSERT_GE(first.size(), 5u);
+  std::vector<const uint8_t*> second;
+  fill_and_drain(&second);
+  for (const uint8_t* p : second) {
+    EXPECT_NE(std::find(first.begin(), first.end(), p), first.end()) << "a chunk was allocated anew";
+  }
   close(sv[0]);
   close(sv[1]);
 }

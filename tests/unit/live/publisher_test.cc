@@ -3,11 +3,16 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <zmq.h>
 
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "live/formats.h"
@@ -244,6 +249,87 @@ TEST(Publisher, AdoptedBatchesAreNotCopied) {
     EXPECT_EQ(m[2].size(), 80u);
     EXPECT_EQ(static_cast<uint8_t>(m[2][0]), i);
   }
+}
+
+// When every pooled live buffer is still held (the outputs are that far
+// behind), a batch is shed and counted; the caller's buffer is untouched and
+// nothing is allocated.
+TEST(Publisher, BatchesAreShedWhenEveryBufferIsHeld) {
+  LiveOptions o;
+  o.zmq_listen = "127.0.0.1:0";
+  auto bus = LiveBus::start(o);
+  ASSERT_TRUE(bus.ok());
+  Sub v2((*bus)->zmq_port(), {"data.v2."});
+  for (int i = 0; i < 100 && !(*bus)->has_subscribers(); ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE((*bus)->has_subscribers());
+  auto body_bytes = make_batch(1, 3, 100, 0x11);
+  std::vector<LiveItemPtr> held;
+  int shed = 0;
+  for (int i = 0; i < 80; ++i) {
+    std::vector<uint8_t> storage = body_bytes;
+    auto view = wire::BatchView::parse(storage);
+    ASSERT_TRUE(view.ok());
+    auto item = (*bus)->publish_batch_adopt("edge1", storage, storage, *view);
+    if (item) {
+      held.push_back(std::move(item));
+    } else {
+      ++shed;
+      EXPECT_EQ(storage, body_bytes);  // untouched
+    }
+  }
+  EXPECT_EQ(held.size(), 64u);
+  EXPECT_EQ(shed, 16);
+  metrics::Exposition e;
+  (*bus)->write_metrics(e);
+  EXPECT_NE(e.text().find("trawl_live_shed_batches_total 16"), std::string::npos) << e.text();
+  EXPECT_NE(e.text().find("trawl_live_shed_packets_total 48"), std::string::npos) << e.text();
+  held.clear();  // buffers come back once the output thread is done with them too
+  LiveItemPtr again;
+  for (int i = 0; i < 200 && !again; ++i) {
+    std::vector<uint8_t> storage = body_bytes;
+    auto view = wire::BatchView::parse(storage);
+    ASSERT_TRUE(view.ok());
+    again = (*bus)->publish_batch_adopt("edge1", storage, storage, *view);
+    if (!again) std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_NE(again, nullptr);
+}
+
+// The publishing threads lower their own priority by --live-nice, and only
+// theirs.
+TEST(Publisher, PublishingThreadsRunAtTheirNiceIncrement) {
+  auto nices = [] {
+    std::vector<int> v;
+    for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
+      std::ifstream f(t.path() / "stat");
+      std::string line;
+      std::getline(f, line);
+      std::istringstream rest(line.substr(line.rfind(')') + 2));
+      std::string field;
+      // Fields after the name: state is #3; nice is #19.
+      for (int i = 3; i < 19 && rest >> field; ++i) {}
+      int nice = 0;
+      if (rest >> nice) v.push_back(nice);
+    }
+    return v;
+  };
+  const int base = getpriority(PRIO_PROCESS, 0);
+  if (base > 12) GTEST_SKIP() << "already at nice " << base;
+  LiveOptions o;
+  o.zmq_listen = "127.0.0.1:0";
+  o.pcap_listeners.push_back(PcapListenerOptions{});
+  o.pcap_listeners.back().listen = "127.0.0.1:0";
+  o.nice = 7;
+  auto bus = LiveBus::start(o);
+  ASSERT_TRUE(bus.ok());
+  int lowered = 0;
+  for (int i = 0; i < 200 && lowered < 2; ++i) {
+    std::this_thread::sleep_for(10ms);
+    auto v = nices();
+    lowered = static_cast<int>(std::count(v.begin(), v.end(), base + 7));
+  }
+  EXPECT_EQ(lowered, 2);  // the ZeroMQ and the PCAP-over-IP threads
+  EXPECT_EQ(getpriority(PRIO_PROCESS, 0), base);  // this thread is untouched
 }
 
 }  // namespace
