@@ -73,13 +73,19 @@ void ip(FlowKey& k, std::span<const uint8_t> d, size_t off, uint16_t ethertype) 
 
 FlowKey extract_flow(uint16_t link_type, std::span<const uint8_t> d) {
   FlowKey k;
+  extract_flow(link_type, d, k);
+  return k;
+}
+
+void extract_flow(uint16_t link_type, std::span<const uint8_t> d, FlowKey& k) {
+  k = FlowKey{};
   switch (link_type) {
     case kLinkEthernet: {
-      if (d.size() < 14) return k;
+      if (d.size() < 14) return;
       size_t off = 12;
       uint16_t et = be16(d, off);
       while (et == kEtherVlan || et == kEtherQinQ || et == kEtherQinQOld) {
-        if (d.size() < off + 6) return k;
+        if (d.size() < off + 6) return;
         if (k.vlan == FlowKey::kNoVlan) k.vlan = be16(d, off + 2) & 0x0FFF;
         off += 4;
         et = be16(d, off);
@@ -87,28 +93,28 @@ FlowKey extract_flow(uint16_t link_type, std::span<const uint8_t> d) {
       if (et < 0x0600) {  // 802.3 length field (LLC): not IP
         k.kind = FlowKey::kNonIp;
         k.sport = 0;
-        return k;
+        return;
       }
       ip(k, d, off + 2, et);
-      return k;
+      return;
     }
     case kLinkSll:
-      if (d.size() < 16) return k;
+      if (d.size() < 16) return;
       ip(k, d, 16, be16(d, 14));
-      return k;
+      return;
     case kLinkSll2:
-      if (d.size() < 20) return k;
+      if (d.size() < 20) return;
       ip(k, d, 20, be16(d, 0));
-      return k;
+      return;
     case kLinkRaw:
     case kLinkIpv4:
     case kLinkIpv6:
-      if (d.empty()) return k;
+      if (d.empty()) return;
       if ((d[0] >> 4) == 4) ip(k, d, 0, kEtherIpv4);
       else if ((d[0] >> 4) == 6) ip(k, d, 0, kEtherIpv6);
-      return k;
+      return;
     default:
-      return k;
+      return;
   }
 }
 

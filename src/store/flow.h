@@ -59,6 +59,8 @@ constexpr uint16_t kLinkIpv4 = 228;
 constexpr uint16_t kLinkIpv6 = 229;
 
 FlowKey extract_flow(uint16_t link_type, std::span<const uint8_t> frame);
+// The same, written in place (no copy of a just-built key: see BlockIndexer).
+void extract_flow(uint16_t link_type, std::span<const uint8_t> frame, FlowKey& out);
 
 // Deduplicating set of flows with a fixed capacity (open addressing, no
 // allocation after construction). When full, overflowed() turns true and

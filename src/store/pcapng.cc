@@ -134,7 +134,11 @@ void encode_epb(std::vector<uint8_t>& out, uint32_t interface_id, const PacketVi
   const size_t pad = pad4(caplen);
   const size_t opt_len = extra_options.empty() ? 0 : extra_options.size() + 4;
   const auto total = static_cast<uint32_t>(32 + caplen + pad + opt_len);
-  uint8_t h[28];
+  // Header and trailer are written in place: built on the stack and copied,
+  // the copy's wide loads over the byte stores stalled once per packet.
+  size_t at = out.size();
+  out.resize(at + 28);
+  uint8_t* h = out.data() + at;
   put32(h, kEpbType);
   put32(h + 4, total);
   put32(h + 8, interface_id);
@@ -142,17 +146,17 @@ void encode_epb(std::vector<uint8_t>& out, uint32_t interface_id, const PacketVi
   put32(h + 16, static_cast<uint32_t>(p.ts_ns));
   put32(h + 20, static_cast<uint32_t>(caplen));
   put32(h + 24, p.orig_len);
-  append(out, h, 28);
   append(out, p.data.data(), caplen);
-  uint8_t t[12] = {};
   if (opt_len == 0) {
-    put32(t + pad, total);
-    append(out, t, pad + 4);
+    at = out.size();
+    out.resize(at + pad + 4);  // zero padding, then the length
+    put32(out.data() + at + pad, total);
   } else {
-    append(out, t, pad);
+    out.resize(out.size() + pad);
     append(out, extra_options.data(), extra_options.size());
-    put32(t + 4, total);  // opt_endofopt (4 zero bytes), then the length
-    append(out, t, 8);
+    at = out.size();
+    out.resize(at + 8);  // opt_endofopt (4 zero bytes), then the length
+    put32(out.data() + at + 4, total);
   }
 }
 

@@ -394,9 +394,11 @@ void BlockIndexer::start(uint64_t file_offset, uint64_t raw_offset) {
   block_.file_offset = file_offset;
   block_.raw_offset = raw_offset;
   flows_.clear();
+  pending_n_ = 0;
 }
 
 IndexBlock BlockIndexer::finish(uint64_t file_end, uint64_t raw_end, uint32_t data_crc) {
+  add_pending_flows();
   IndexBlock b = std::move(block_);
   b.file_size = file_end - b.file_offset;
   b.raw_size = raw_end - b.raw_offset;

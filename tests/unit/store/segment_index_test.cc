@@ -3,6 +3,8 @@
 // caught; a flipped byte in a flow table fails only that table's check.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "store/crc32c.h"
 #include "store/segment_index.h"
 
@@ -93,6 +95,49 @@ TEST(SegmentIndex, CorruptionIsDetected) {
       for (const auto& b : r->blocks) failed += !b.for_each_flow([](const FlowKey&) {});
       EXPECT_EQ(failed, 1u) << "flipped byte " << i << " in a flow table";
     }
+  }
+}
+
+// The indexer adds flows a few packets late (kept pending so that a just
+// built key is not read back at once): every block still lists every flow,
+// whatever the packet count against that window, in first-seen order.
+TEST(BlockIndexer, RecordsEveryFlowOfTheBlock) {
+  auto udp_frame = [](uint16_t sport) {
+    std::vector<uint8_t> f(14 + 20 + 8, 0);
+    f[12] = 0x08;  // IPv4
+    f[14] = 0x45;
+    f[14 + 9] = 17;
+    f[14 + 12] = 10;
+    f[14 + 15] = 1;
+    f[14 + 16] = 10;
+    f[14 + 19] = 2;
+    f[34] = static_cast<uint8_t>(sport >> 8);
+    f[35] = static_cast<uint8_t>(sport);
+    f[37] = 53;
+    return f;
+  };
+  for (int n : {1, 15, 16, 17, 33, 100}) {
+    BlockIndexer ix;
+    ix.start(0, 0);
+    for (int i = 0; i < n; ++i) {
+      auto f = udp_frame(static_cast<uint16_t>(2000 + i % 40));  // repeats after 40
+      ix.packet(kLinkEthernet, 1000 + static_cast<uint64_t>(i), f);
+    }
+    IndexBlock b = ix.finish(100, 100, 0);
+    ASSERT_EQ(b.packets, static_cast<uint32_t>(n));
+    ASSERT_EQ(b.flows.size(), static_cast<size_t>(std::min(n, 40))) << n << " packets";
+    for (size_t i = 0; i < b.flows.size(); ++i) {
+      EXPECT_EQ(b.flows[i].sport, 2000 + i);
+      EXPECT_EQ(b.flows[i].dport, 53);
+      EXPECT_EQ(b.flows[i].kind, FlowKey::kIpv4);
+    }
+    // The next block starts empty: nothing pending carries over.
+    ix.start(100, 100);
+    auto f = udp_frame(9);
+    ix.packet(kLinkEthernet, 5, f);
+    IndexBlock next = ix.finish(200, 200, 0);
+    ASSERT_EQ(next.flows.size(), 1u);
+    EXPECT_EQ(next.flows[0].sport, 9);
   }
 }
 
