@@ -15,6 +15,7 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "agent/spool.h"
@@ -63,13 +64,26 @@ inline void write_file(const fs::path& p, const std::vector<uint8_t>& b) {
   out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
 }
 
-// Spool files in the directory, oldest (lowest first seq) first.
-inline std::vector<fs::path> spool_files(const fs::path& dir) {
+// Files with the given extension in the directory, by name (= first seq).
+inline std::vector<fs::path> files_with(const fs::path& dir, std::string_view ext) {
   std::vector<fs::path> out;
   for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().extension() == ".spool") out.push_back(e.path());
+    if (e.path().extension() == ext) out.push_back(e.path());
   std::sort(out.begin(), out.end());
   return out;
+}
+
+// Spool files in the directory, oldest (lowest first seq) first.
+inline std::vector<fs::path> spool_files(const fs::path& dir) { return files_with(dir, ".spool"); }
+// Acked files kept for reuse.
+inline std::vector<fs::path> spare_files(const fs::path& dir) { return files_with(dir, ".spare"); }
+
+// What the spool takes on disk: spool files and spares, whole.
+inline uint64_t disk_bytes(const fs::path& dir) {
+  uint64_t n = 0;
+  for (const auto& p : spool_files(dir)) n += fs::file_size(p);
+  for (const auto& p : spare_files(dir)) n += fs::file_size(p);
+  return n;
 }
 
 struct DiskRecord {
@@ -81,11 +95,15 @@ struct DiskFile {
   uint64_t spool_id = 0;
   uint64_t first_seq = 0;
   uint64_t size = 0;
+  uint64_t end = 0;  // after the last valid record: what recovery keeps
   std::vector<DiskRecord> records;
-  bool clean = true;  // every byte belongs to a valid header or record
+  bool clean = true;  // every byte belongs to a valid header or record (end == size)
 };
 
-// Parses one spool file exactly as docs/spool.md lays it out.
+// Parses one spool file exactly as docs/spool.md lays it out: records up to
+// the first one that is short, bad, or whose seq does not increase (the
+// first must be the header's first seq). What follows is a torn record,
+// garbage, or the stale tail of a reused file.
 inline DiskFile parse_spool_file(const fs::path& p) {
   DiskFile f;
   f.name = p.filename().string();
@@ -104,6 +122,7 @@ inline DiskFile parse_spool_file(const fs::path& p) {
     f.clean = false;
     return f;
   }
+  f.end = r.position();
   while (!r.empty()) {
     size_t start = r.position();
     uint32_t rmagic = r.u32le();
@@ -116,13 +135,16 @@ inline DiskFile parse_spool_file(const fs::path& p) {
     rec.meta.packets = r.u32le();
     uint32_t rcrc = r.u32le();
     auto payload = r.bytes(len);
-    if (!r.ok() || rmagic != 0x52575254 ||
+    const uint64_t want_above = f.records.empty() ? f.first_seq - 1 : f.records.back().meta.seq;
+    if (!r.ok() || rmagic != 0x52575254 || rec.meta.seq <= want_above ||
+        (f.records.empty() && rec.meta.seq != f.first_seq) ||
         rcrc != crc32c(payload, crc32c(std::span<const uint8_t>(bytes).subspan(start, 44)))) {
       f.clean = false;
       return f;
     }
     rec.payload.assign(payload.begin(), payload.end());
     f.records.push_back(std::move(rec));
+    f.end = r.position();
   }
   return f;
 }
