@@ -40,9 +40,9 @@
 // Ownership and threading: one thread owns a Spool (or the caller guards it);
 // nothing is thread-safe. A spool directory is locked (flock) by the one Spool
 // that has it open. All I/O is synchronous and blocks the calling thread:
-// append() is one pwritev (plus an fdatasync when a file is rotated, or on
-// every append with fsync_each_append; plus a 48-byte pwrite while the file
-// is a reused one), next_unsent() one pread, ack() one 64-byte pwrite plus a
+// append() is one pwritev (plus an fdatasync on rotation with
+// fdatasync_on_rotate, or on every append with fsync_each_append; plus a
+// 48-byte pwrite while the file is a reused one), next_unsent() one pread, ack() one 64-byte pwrite plus a
 // rename or unlink per freed file. Disk errors come back as Status/Result with the
 // path in the message; they never crash the process.
 #pragma once
@@ -70,11 +70,14 @@ struct SpoolOptions {
   uint64_t file_bytes = 16ull << 20;  // target file size; clamped to max_bytes / 4
   DropPolicy policy = DropPolicy::kDropNewest;
   // fdatasync the record (and the state) on every append and ack, so a
-  // machine crash loses nothing that was appended. Off by default: kill -9
-  // needs only write(2); files are fdatasync'ed when they are rotated.
+  // machine crash loses nothing that was appended. Off by default (the
+  // agent's --spool-fsync): kill -9 needs only write(2).
   bool fsync_each_append = false;
   // fdatasync a file when it is full and the next one starts, so a machine
-  // crash can damage at most the newest file. Tests with tiny files turn it off.
+  // crash can damage at most the newest file. Off: the agent appends on its
+  // capture thread, where an fdatasync of a whole file stalls capture; it
+  // has no flag for it. Without it a machine crash can damage any file the
+  // kernel had not yet written back (docs/spool.md, "What can be lost").
   bool fdatasync_on_rotate = false;
   // Fully acked files kept for reuse instead of being deleted (0: delete
   // them, the behaviour before reuse). Each counts against max_bytes on disk.
