@@ -6,9 +6,9 @@
 //   append:      1 write the state (last_seq) → 2 plan room (refuse or pick
 //                victim files) → 3 unlink victims → 4 rotate if the active
 //                file is full (cutting its stale tail) → 5 disk room (delete
-//                spares, cut the stale tail) → 6 start a file from a spare
-//                or anew, or zero the stale bytes after the record's end →
-//                7 one pwritev of header + frame.
+//                spares, cut the stale tail) → 6 start a file (from a spare
+//                or anew, with a fresh nonce) if needed → 7 one pwritev of
+//                header + frame.
 //   next_unsent: find the entry's file → one pread of header + payload into a
 //                reusable buffer → check the header → hand out.
 //   ack:         write the state (ack point) → forget acked entries → rename
@@ -210,7 +210,11 @@ namespace fs = std::filesystem;
 constexpr std::string_view kFileMagic = "TRWLSPL1";   // 8 bytes
 constexpr std::string_view kStateMagic = "TRWLSTA1";  // 8 bytes
 constexpr uint32_t kRecordMagic = 0x52575254;         // "TRWR" little-endian
-constexpr uint32_t kFormatVersion = 1;
+// Spool file versions: 1, record CRCs over the record alone (read only);
+// 2, record CRCs seeded by the nonce in the file header (written).
+constexpr uint32_t kFileVersionUnseeded = 1;
+constexpr uint32_t kFileVersion = 2;
+constexpr uint32_t kStateVersion = 1;
 constexpr std::string_view kStateName = "state";
 constexpr std::string_view kStateTmpName = "state.tmp";
 constexpr std::string_view kFileSuffix = ".spool";
@@ -226,14 +230,24 @@ void put_le(uint8_t* p, uint64_t v, int n) {
 
 std::span<const uint8_t> span_of(const uint8_t* p, size_t n) { return {p, n}; }
 
+// A version 2 record's CRC32C is that of the file's nonce (4 bytes,
+// little-endian) followed by the record: the CRC of the nonce alone is where
+// the record's CRC starts (crc32c chains). Version 1 records start from 0.
+uint32_t record_crc_seed(uint32_t nonce) {
+  std::array<uint8_t, 4> b{};
+  put_le(b.data(), nonce, 4);
+  return crc32c(b);
+}
+
 // File header: magic[8] version u32, flags u32, spool_id u64, first_seq u64,
-// reserved u32, crc32c(bytes 0..36) u32.
-std::array<uint8_t, kH> encode_file_header(uint64_t spool_id, uint64_t first_seq) {
+// nonce u32 (version 2; reserved in version 1), crc32c(bytes 0..36) u32.
+std::array<uint8_t, kH> encode_file_header(uint64_t spool_id, uint64_t first_seq, uint32_t nonce) {
   std::array<uint8_t, kH> h{};
   std::memcpy(h.data(), kFileMagic.data(), 8);
-  put_le(h.data() + 8, kFormatVersion, 4);
+  put_le(h.data() + 8, kFileVersion, 4);
   put_le(h.data() + 16, spool_id, 8);
   put_le(h.data() + 24, first_seq, 8);
+  put_le(h.data() + 32, nonce, 4);
   put_le(h.data() + 36, crc32c(span_of(h.data(), 36)), 4);
   return h;
 }
@@ -241,6 +255,7 @@ std::array<uint8_t, kH> encode_file_header(uint64_t spool_id, uint64_t first_seq
 struct FileHeader {
   uint64_t spool_id;
   uint64_t first_seq;
+  uint32_t crc_seed;  // of its records' CRCs
 };
 
 std::optional<FileHeader> decode_file_header(std::span<const uint8_t> b) {
@@ -248,17 +263,21 @@ std::optional<FileHeader> decode_file_header(std::span<const uint8_t> b) {
   auto magic = r.str(8);
   uint32_t version = r.u32le();
   r.skip(4);
-  FileHeader h{r.u64le(), r.u64le()};
-  r.skip(4);
+  uint64_t spool_id = r.u64le();
+  uint64_t first_seq = r.u64le();
+  uint32_t nonce = r.u32le();
   uint32_t crc = r.u32le();
-  if (!r.ok() || magic != kFileMagic || version != kFormatVersion) return std::nullopt;
+  if (!r.ok() || magic != kFileMagic) return std::nullopt;
+  if (version != kFileVersion && version != kFileVersionUnseeded) return std::nullopt;
   if (crc != crc32c(b.first(36))) return std::nullopt;
-  return h;
+  return FileHeader{spool_id, first_seq, version == kFileVersion ? record_crc_seed(nonce) : 0};
 }
 
 // Record header: magic u32, payload_len u32, seq u64, packet_bytes u64,
-// first_ts_ns u64, last_ts_ns u64, packets u32, crc32c(bytes 0..44 ++ payload) u32.
-std::array<uint8_t, kR> encode_record_header(const EntryMeta& m, std::span<const uint8_t> payload) {
+// first_ts_ns u64, last_ts_ns u64, packets u32, crc32c(bytes 0..44 ++
+// payload) u32, chained from the file's crc_seed.
+std::array<uint8_t, kR> encode_record_header(const EntryMeta& m, std::span<const uint8_t> payload,
+                                             uint32_t crc_seed) {
   std::array<uint8_t, kR> h{};
   put_le(h.data() + 0, kRecordMagic, 4);
   put_le(h.data() + 4, payload.size(), 4);
@@ -267,7 +286,7 @@ std::array<uint8_t, kR> encode_record_header(const EntryMeta& m, std::span<const
   put_le(h.data() + 24, m.first_ts_ns, 8);
   put_le(h.data() + 32, m.last_ts_ns, 8);
   put_le(h.data() + 40, m.packets, 4);
-  put_le(h.data() + 44, crc32c(payload, crc32c(span_of(h.data(), 44))), 4);
+  put_le(h.data() + 44, crc32c(payload, crc32c(span_of(h.data(), 44), crc_seed)), 4);
   return h;
 }
 
@@ -304,7 +323,7 @@ struct StateSlot {
 std::array<uint8_t, kSlot> encode_state_slot(const StateSlot& s) {
   std::array<uint8_t, kSlot> b{};
   std::memcpy(b.data(), kStateMagic.data(), 8);
-  put_le(b.data() + 8, kFormatVersion, 4);
+  put_le(b.data() + 8, kStateVersion, 4);
   put_le(b.data() + 16, s.generation, 8);
   put_le(b.data() + 24, s.spool_id, 8);
   put_le(b.data() + 32, s.last_seq, 8);
@@ -325,7 +344,7 @@ std::optional<StateSlot> decode_state_slot(std::span<const uint8_t> b) {
   s.acked_seq = r.u64le();
   r.skip(12);
   uint32_t crc = r.u32le();
-  if (!r.ok() || magic != kStateMagic || version != kFormatVersion || s.spool_id == 0)
+  if (!r.ok() || magic != kStateMagic || version != kStateVersion || s.spool_id == 0)
     return std::nullopt;
   if (crc != crc32c(b.first(60))) return std::nullopt;
   return s;
@@ -393,15 +412,32 @@ Result<size_t> pread_full(int fd, uint8_t* buf, size_t n, uint64_t offset, const
   return got;
 }
 
+uint64_t random_u64() {
+  uint64_t v = 0;
+  if (::getrandom(&v, sizeof v, 0) != sizeof v) {
+    std::random_device rd;
+    v = (uint64_t{rd()} << 32) ^ rd();
+  }
+  return v;
+}
+
 uint64_t random_spool_id() {
   uint64_t id = 0;
-  while (id == 0) {
-    if (::getrandom(&id, sizeof id, 0) != sizeof id) {
-      std::random_device rd;
-      id = (uint64_t{rd()} << 32) ^ rd();
-    }
-  }
+  while (id == 0) id = random_u64();
   return id;
+}
+
+// The nonce of a file written from offset 0, drawn anew for every file, a
+// reused spare included: bytes left from the file's earlier life (or planted
+// in it by captured traffic) then carry CRCs made without it. Never the one
+// value in 2^32 whose seed is 0, with which every record CRC would equal its
+// version 1 CRC.
+uint32_t new_file_nonce() {
+  uint32_t nonce = 0;
+  do {
+    nonce = static_cast<uint32_t>(random_u64());
+  } while (record_crc_seed(nonce) == 0);
+  return nonce;
 }
 
 iovec iov_of(const void* p, size_t n) { return {const_cast<void*>(p), n}; }
@@ -551,7 +587,7 @@ Status Spool::recover_file(uint64_t first_seq, const fs::path& path, uint64_t& p
     auto rec = *got == kR ? decode_record_header(rh) : std::nullopt;
     if (!rec || off + kR + rec->length > size) break;
     if (found.empty() ? rec->meta.seq != first_seq : rec->meta.seq <= last) break;
-    uint32_t crc = crc32c(span_of(rh.data(), 44));
+    uint32_t crc = crc32c(span_of(rh.data(), 44), header->crc_seed);
     for (uint64_t done = 0; done < rec->length;) {
       size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, rec->length - done));
       auto r = pread_full(fd, chunk.data(), want, off + kR + done, path, "read");
@@ -580,7 +616,7 @@ Status Spool::recover_file(uint64_t first_seq, const fs::path& path, uint64_t& p
       ++recovery_.entries;
     }
   }
-  files_[first_seq] = File{path, off, off, last};
+  files_[first_seq] = File{path, off, off, last, header->crc_seed};
   bytes_ += off;
   disk_bytes_ += off;
   prev_seq = last;
@@ -746,21 +782,6 @@ Status Spool::cut_stale_tail(File& f) {
   return ok_status();
 }
 
-// Before a write that ends at `end` inside the stale tail of a reused file:
-// zeroes the first bytes after `end`, so that the first record header
-// recovery could read there has a bad magic. Without it, a kill -9 right
-// after the write would leave stale bytes at a record boundary: an old
-// record (its lower seq would end the file anyway) or, at any offset of an
-// old payload, bytes that captured traffic made look like a valid record
-// with a higher seq. Written before the record, so a torn record always
-// ends at bytes recovery rejects.
-Status Spool::mark_end(int fd, const File& f, uint64_t end) {
-  if (end >= f.disk_size) return ok_status();
-  static constexpr std::array<uint8_t, kR> kZeros{};
-  std::array<iovec, 1> iov{iov_of(kZeros.data(), std::min<uint64_t>(kR, f.disk_size - end))};
-  return pwritev_all(fd, iov, end, f.path, "write");
-}
-
 // ---------------------------------------------------------------- append ---
 
 Result<AppendOutcome> Spool::append(const EntryMeta& meta, std::span<const uint8_t> frame) {
@@ -830,7 +851,6 @@ Result<AppendOutcome> Spool::append(const EntryMeta& meta, std::span<const uint8
 
 Status Spool::write_record(const EntryMeta& meta, std::span<const uint8_t> frame) {
   const uint64_t rec = kR + frame.size();
-  auto rh = encode_record_header(meta, frame);
   File* target = active_key_ ? &files_.at(*active_key_) : nullptr;
 
   if (target && target->size + rec > opts_.file_bytes && target->size > kH) {
@@ -843,7 +863,7 @@ Status Spool::write_record(const EntryMeta& meta, std::span<const uint8_t> frame
     close_active();
     target = nullptr;
   }
-  if (target == nullptr) return start_file(meta, frame, rh);
+  if (target == nullptr) return start_file(meta, frame);
 
   // Room on disk: the record takes disk space only where it runs past the
   // stale tail. The logical bytes fit (append() planned them), so deleting
@@ -862,7 +882,9 @@ Status Spool::write_record(const EntryMeta& meta, std::span<const uint8_t> frame
     if (Status st = cut_stale_tail(*target); !st.ok()) return st;
   }
 
-  if (Status st = mark_end(active_fd_, *target, end); !st.ok()) return st;
+  // Stale bytes after the record need no marking: their CRCs were not
+  // made with this file's nonce.
+  auto rh = encode_record_header(meta, frame, target->crc_seed);
   std::array<iovec, 2> iov{iov_of(rh.data(), kR), iov_of(frame.data(), frame.size())};
   Status st = pwritev_all(active_fd_, iov, target->size, target->path, "write");
   if (st.ok() && opts_.fsync_each_append && ::fdatasync(active_fd_) != 0)
@@ -891,12 +913,11 @@ Status Spool::write_record(const EntryMeta& meta, std::span<const uint8_t> frame
 
 // A new active file starting with `meta`: the newest spare, renamed and
 // overwritten in place (no O_TRUNC: its pages and blocks are reused), or a
-// new file. Either way one pwritev of file header + first record at offset
-// 0. A crash before it completes leaves a spool file whose header (the
-// spare's old one, or a torn new one) or first record does not match its
-// name, which open() deletes.
-Status Spool::start_file(const EntryMeta& meta, std::span<const uint8_t> frame,
-                         std::span<const uint8_t> record_header) {
+// new file. Either way one pwritev of file header (with a fresh nonce) +
+// first record at offset 0. A crash before it completes leaves a spool file
+// whose header (the spare's old one, or a torn new one) or first record does
+// not match its name, which open() deletes.
+Status Spool::start_file(const EntryMeta& meta, std::span<const uint8_t> frame) {
   const uint64_t len = kH + kR + frame.size();
   const fs::path path = file_path(meta.seq);
 
@@ -929,14 +950,15 @@ Status Spool::start_file(const EntryMeta& meta, std::span<const uint8_t> frame,
     fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return sys_error("create", path);
   }
-  File f{path, len, disk, meta.seq};
+  const uint32_t nonce = new_file_nonce();
+  File f{path, len, disk, meta.seq, record_crc_seed(nonce)};
   disk_bytes_ += disk;
 
-  auto fh = encode_file_header(spool_id_, meta.seq);
-  std::array<iovec, 3> iov{iov_of(fh.data(), kH), iov_of(record_header.data(), kR),
+  auto fh = encode_file_header(spool_id_, meta.seq, nonce);
+  auto rh = encode_record_header(meta, frame, f.crc_seed);
+  std::array<iovec, 3> iov{iov_of(fh.data(), kH), iov_of(rh.data(), kR),
                            iov_of(frame.data(), frame.size())};
-  Status st = mark_end(fd, f, len);
-  if (st.ok()) st = pwritev_all(fd, iov, 0, path, "write");
+  Status st = pwritev_all(fd, iov, 0, path, "write");
   if (st.ok() && opts_.fsync_each_append) {
     if (::fdatasync(fd) != 0)
       st = sys_error("fdatasync", path);

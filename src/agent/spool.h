@@ -9,8 +9,9 @@
 // rules and the loss bound.
 //
 // On disk: a directory of append-only files named by the seq of their first
-// record (00000000000000000123.spool), each a 40-byte file header followed by
-// records (48-byte header, CRC32C over header and payload, then the frame),
+// record (00000000000000000123.spool), each a 40-byte file header holding a
+// random per-file nonce, followed by records (48-byte header, CRC32C over
+// nonce, header and payload, then the frame),
 // plus a 128-byte "state" file holding spool_id, last_seq and the ack point in
 // two alternating checksummed slots. Disk space is freed a whole file at a
 // time, so both the ack path and drop-oldest eviction work on whole files.
@@ -21,11 +22,11 @@
 // place, so in steady state rotation frees and allocates nothing (no page
 // cache or block churn). A reused file is longer than what was written to it:
 // the bytes after the last record are stale (older records, lower seqs) and
-// recovery cuts them. The first stale bytes are zeroed before each write, so
-// after a process crash no stale bytes, not even a record planted in an old
-// payload, can pass for a new record (a machine crash can lose that zeroing:
-// see docs/spool.md). Only the file being appended to has a stale tail: it
-// is cut when the spool rotates away from the file and on a clean close.
+// recovery cuts them. Every file written from offset 0 gets a fresh nonce, so
+// stale bytes, even a record planted in an old payload by captured traffic,
+// fail the CRC unless they guess it (2^-32), after a process or a machine
+// crash alike. Only the file being appended to has a stale tail: it is cut
+// when the spool rotates away from the file and on a clean close.
 // Drop-oldest eviction really deletes.
 //
 // Bounds: bytes() (every spool file's length up to its last record, headers
@@ -40,10 +41,11 @@
 // Ownership and threading: one thread owns a Spool (or the caller guards it);
 // nothing is thread-safe. A spool directory is locked (flock) by the one Spool
 // that has it open. All I/O is synchronous and blocks the calling thread:
-// append() is one pwritev (plus an fdatasync on rotation with
-// fdatasync_on_rotate, or on every append with fsync_each_append; plus a
-// 48-byte pwrite while the file is a reused one), next_unsent() one pread, ack() one 64-byte pwrite plus a
-// rename or unlink per freed file. Disk errors come back as Status/Result with the
+// append() is one 64-byte pwrite of the state and one pwritev (plus a rename
+// when a file starts from a spare; an fdatasync on rotation with
+// fdatasync_on_rotate, or on every append with fsync_each_append),
+// next_unsent() one pread, ack() one 64-byte pwrite plus a rename or unlink
+// per freed file. Disk errors come back as Status/Result with the
 // path in the message; they never crash the process.
 #pragma once
 
@@ -181,6 +183,7 @@ class Spool {
     uint64_t size = 0;       // bytes written (header + complete records)
     uint64_t disk_size = 0;  // its length: size plus the stale tail of a reused file
     uint64_t last_seq = 0;   // seq of its newest record
+    uint32_t crc_seed = 0;   // its record CRCs chain from this: 0 in version 1, from the nonce in 2
   };
   // A fully acked file kept for reuse, under a name open() does not read as
   // a spool file.
@@ -209,10 +212,8 @@ class Spool {
   Status free_acked_files();
   Status remove_spare(size_t i);
   Status cut_stale_tail(File& f);
-  Status mark_end(int fd, const File& f, uint64_t end);
   Status write_record(const EntryMeta& meta, std::span<const uint8_t> frame);
-  Status start_file(const EntryMeta& meta, std::span<const uint8_t> frame,
-                    std::span<const uint8_t> record_header);
+  Status start_file(const EntryMeta& meta, std::span<const uint8_t> frame);
   void close_active();
   void drop_read_fd();
 

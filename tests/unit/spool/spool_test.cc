@@ -539,6 +539,7 @@ TEST(SpoolReuse, AckedFilesBecomeSparesAndAreOverwrittenInPlace) {
     // The next file is the newest spare, renamed and overwritten in place:
     // same inode, still its old length; only the records written count.
     const ino_t spare_ino = inode_of(spares[1]);
+    const uint32_t spare_nonce = test::parse_spool_file(spares[1]).nonce;
     append_ok(*s, 10, 1000);
     const fs::path f10 = o.dir / "00000000000000000010.spool";
     ASSERT_TRUE(fs::exists(f10));
@@ -548,6 +549,8 @@ TEST(SpoolReuse, AckedFilesBecomeSparesAndAreOverwrittenInPlace) {
     EXPECT_EQ(s->bytes(), full + kH + kR + 1000);
     EXPECT_EQ(s->disk_bytes(), 3 * full);
     auto df = test::parse_spool_file(f10);
+    EXPECT_EQ(df.version, 2u);
+    EXPECT_NE(df.nonce, spare_nonce);  // drawn anew (equal with probability 2^-32)
     ASSERT_EQ(df.records.size(), 1u);
     EXPECT_EQ(df.records[0].meta, meta_for(10, 1000));
     EXPECT_EQ(df.end, kH + kR + 1000);
@@ -657,10 +660,12 @@ TEST(SpoolReuse, DiskUseStaysWithinMaxBytes) {
 }
 
 // The torn-write cases of a reused file. The spare is an acked file of seqs
-// 1..5 (frames of 1000 bytes); a child process reuses it for seqs 6.. and is
-// killed (it exits without closing the spool, which is what a kill -9
-// leaves: the page cache outlives the process). Then the file is damaged
-// the way a torn write would leave it and the spool reopened.
+// 1..5 (frames of 1000 bytes), one of which carries a record planted by
+// captured traffic; a child process reuses it for seqs 6.. and is killed
+// (it exits without closing the spool, which is what a kill -9 leaves: the
+// page cache outlives the process). Then the file is damaged the way a torn
+// write, or a machine crash that wrote back only some of its pages, would
+// leave it, and the spool reopened.
 class SpoolStaleTail : public ::testing::Test {
  protected:
   static constexpr size_t kOld = 1000;
@@ -671,11 +676,7 @@ class SpoolStaleTail : public ::testing::Test {
     o_ = options(d_, 1 << 20, 64 << 10);
     auto s = open_ok(o_);
     for (uint64_t seq = 1; seq <= 5; ++seq) {
-      // Old payloads differ from the new ones at every byte (payload_for's
-      // differ only where the seq is stamped), so a torn new record never
-      // happens to be completed by the old bytes.
-      std::vector<uint8_t> frame = payload_for(seq, kOld);
-      for (auto& b : frame) b ^= 0x5A;
+      std::vector<uint8_t> frame = old_frame(seq);
       if (seq == 1) {
         auto planted = planted_record();
         std::copy(planted.begin(), planted.end(), frame.begin() + kPlantAt);
@@ -689,23 +690,26 @@ class SpoolStaleTail : public ::testing::Test {
     ASSERT_EQ(spares.size(), 1u);
     spare_ = test::read_file(spares[0]);
     ASSERT_EQ(spare_.size(), kH + 5 * (kR + kOld));
+    spare_nonce_ = test::parse_spool_file(spares[0]).nonce;
     spare_ino_ = inode_of(spares[0]);
   }
 
-  // A record with a valid CRC and a seq far above ours: what captured
-  // traffic could carry in a batch, since frames hold raw packet bytes.
-  static std::vector<uint8_t> planted_record() {
-    std::vector<uint8_t> r(kR + 16, 0xAB);
-    auto put = [&](size_t at, uint64_t v, int n) {
-      for (int i = 0; i < n; ++i) r[at + i] = static_cast<uint8_t>(v >> (8 * i));
-    };
-    put(0, 0x52575254, 4);
-    put(4, 16, 4);
-    put(8, kPlantedSeq, 8);
-    put(40, 1, 4);
-    auto b = std::span<const uint8_t>(r);
-    put(44, crc32c(b.subspan(kR), crc32c(b.first(44))), 4);
-    return r;
+  // Old payloads differ from the new ones at every byte (payload_for's
+  // differ only where the seq is stamped), so a torn new record never
+  // happens to be completed by the old bytes.
+  static std::vector<uint8_t> old_frame(uint64_t seq) {
+    std::vector<uint8_t> frame = payload_for(seq, kOld);
+    for (auto& b : frame) b ^= 0x5A;
+    return frame;
+  }
+
+  // A record with a seq far above ours and a CRC valid in a file of this
+  // version and nonce: what captured traffic could carry in a batch, since
+  // frames hold raw packet bytes. Traffic cannot know the nonce of the file
+  // its bytes will lie in, so the spare's holds one made for version 1.
+  static std::vector<uint8_t> planted_record(uint32_t version = 1, uint32_t nonce = 0) {
+    const std::vector<uint8_t> payload(16, 0xAB);
+    return test::record_bytes(version, nonce, EntryMeta{kPlantedSeq, 1, 16, 0, 0}, payload);
   }
 
   // Appends seqs 6, 7, ... with these frame sizes in a child that is then
@@ -732,6 +736,46 @@ class SpoolStaleTail : public ::testing::Test {
     return test::read_file(file());
   }
 
+  // A write of seqs 6 and 7 torn at byte k: the new bytes before k, the
+  // spare's from k on. A kill -9 in the middle of the write leaves that, and
+  // so does a machine crash after which the pages from k on hold what the
+  // disk had before (nothing is written past a record's end, so there is no
+  // mark a crash could lose). Every whole new record is kept, nothing else,
+  // wherever k falls.
+  void expect_torn_writes_keep_the_whole_new_records(std::vector<size_t> sizes) {
+    ASSERT_EQ(sizes.size(), 2u);
+    auto bytes = kill_after(sizes);
+    const uint64_t end6 = end_after({sizes[0]}), end7 = end_after(sizes);
+    for (uint64_t k : tear_points(end6, end7)) {
+      SCOPED_TRACE("torn at byte " + std::to_string(k));
+      std::vector<uint8_t> torn(bytes.begin(), bytes.begin() + k);
+      torn.insert(torn.end(), spare_.begin() + k, spare_.end());
+      test::write_file(file(), torn);
+      std::vector<uint64_t> want;
+      if (k >= end6) want.push_back(6);
+      if (k >= end7) want.push_back(7);
+      auto s = open_ok(o_);
+      ASSERT_TRUE(s);
+      EXPECT_EQ(drain(*s), want);
+      EXPECT_EQ(s->last_seq(), 7u);  // the state said so before the write
+      if (want.empty()) {
+        EXPECT_FALSE(fs::exists(file()));
+      } else {
+        EXPECT_EQ(fs::file_size(file()), want.size() == 1 ? end6 : end7);
+      }
+    }
+  }
+
+  // Cut points for a write of seqs 6 and 7 (ending at end6, end7): in the
+  // file header, in record 6's header and payload, in record 7's, and at
+  // their ends.
+  static std::vector<uint64_t> tear_points(uint64_t end6, uint64_t end7) {
+    return {0,        1,        8,        24,        32,       36,          39,      kH,
+            kH + 1,   kH + 4,   kH + 8,   kH + 16,   kH + 44,  kH + kR - 1, kH + kR, kH + kR + 300,
+            end6 - 1, end6,     end6 + 1, end6 + 4,  end6 + 8, end6 + 44,   end6 + kR,
+            end7 - 1, end7};
+  }
+
   fs::path file() const { return o_.dir / "00000000000000000006.spool"; }
   static uint64_t end_after(std::vector<size_t> sizes) {
     uint64_t end = kH;
@@ -742,6 +786,7 @@ class SpoolStaleTail : public ::testing::Test {
   TempDir d_;
   SpoolOptions o_;
   std::vector<uint8_t> spare_;
+  uint32_t spare_nonce_ = 0;
   ino_t spare_ino_ = 0;
 };
 
@@ -749,9 +794,13 @@ TEST_F(SpoolStaleTail, KillLeavesAStaleTailThatOpenCuts) {
   auto bytes = kill_after({600, 600});
   const uint64_t end = end_after({600, 600});
   ASSERT_EQ(bytes.size(), spare_.size());  // nothing freed, nothing allocated
-  // The first stale bytes are zeroed: no record header can start there.
-  EXPECT_TRUE(std::all_of(bytes.begin() + end, bytes.begin() + end + kR, [](uint8_t b) { return b == 0; }));
-  EXPECT_TRUE(std::equal(bytes.begin() + end + kR, bytes.end(), spare_.begin() + end + kR));
+  // Only the header and records were written; after them the spare's bytes
+  // are as they were. The file has a nonce of its own.
+  EXPECT_TRUE(std::equal(bytes.begin() + end, bytes.end(), spare_.begin() + end));
+  auto df = test::parse_spool_file(file());
+  EXPECT_EQ(df.version, 2u);
+  EXPECT_NE(df.nonce, spare_nonce_);  // equal with probability 2^-32
+  EXPECT_EQ(df.end, end);
   auto s = open_ok(o_);
   EXPECT_EQ(drain(*s), (std::vector<uint64_t>{6, 7}));
   EXPECT_EQ(s->last_seq(), 7u);
@@ -774,116 +823,190 @@ TEST_F(SpoolStaleTail, KillBetweenRenameAndHeaderWriteRemovesTheFile) {
   EXPECT_TRUE(test::spare_files(o_.dir).empty());
 }
 
-// Cut points for a write of seqs 6 and 7 (ending at end6, end7): in the
-// file header, in record 6's header and payload, in record 7's, and at
-// their ends.
-std::vector<uint64_t> tear_points(uint64_t end6, uint64_t end7) {
-  return {0,         1,        8,        24,       36,       39,       kH,      kH + 1,
-          kH + 4,    kH + 8,   kH + 16,  kH + 44,  kH + kR - 1,        kH + kR, kH + kR + 300,
-          end6 - 1,  end6,     end6 + 1, end6 + 4, end6 + 8, end6 + kR, end7 - 1, end7};
+// Record 6 ends exactly where the record planted in old payload 1 starts.
+TEST_F(SpoolStaleTail, TornWritesEndingOnAPlantedRecordKeepExactlyTheWholeNewRecords) {
+  expect_torn_writes_keep_the_whole_new_records({kPlantAt, kOld});
 }
 
-// A kill -9 in the middle of a write leaves the new bytes before some byte k
-// and what was there before the write after it: the spare's bytes, and the
-// zeroed marks written before each record (record 6's at end6 before its
-// write, record 7's at end7 before its own). Every whole new record is kept,
-// nothing else, wherever k falls.
-TEST_F(SpoolStaleTail, TornWriteAfterAKillKeepsExactlyTheWholeNewRecords) {
-  const std::vector<size_t> sizes{600, 600};
-  auto bytes = kill_after(sizes);
-  const uint64_t end6 = end_after({600}), end7 = end_after(sizes);
-  auto marked = [&](std::vector<uint64_t> at) {
-    std::vector<uint8_t> b = spare_;
-    for (uint64_t m : at) std::fill(b.begin() + m, b.begin() + m + kR, 0);
-    return b;
-  };
-  const auto before6 = marked({end6}), before7 = marked({end6, end7});
-  for (uint64_t k : tear_points(end6, end7)) {
-    SCOPED_TRACE("torn at byte " + std::to_string(k));
-    const auto& before = k <= end6 ? before6 : before7;
-    std::vector<uint8_t> torn(bytes.begin(), bytes.begin() + k);
-    torn.insert(torn.end(), before.begin() + k, before.end());
-    test::write_file(file(), torn);
-    std::vector<uint64_t> want;
-    if (k >= end6) want.push_back(6);
-    if (k >= end7) want.push_back(7);
-    auto s = open_ok(o_);
-    ASSERT_TRUE(s);
-    EXPECT_EQ(drain(*s), want);
-    EXPECT_EQ(s->last_seq(), 7u);  // the state said so before the write
-    if (want.empty()) {
-      EXPECT_FALSE(fs::exists(file()));
-    } else {
-      EXPECT_EQ(fs::file_size(file()), want.size() == 1 ? end6 : end7);
-    }
-  }
+// Records 6 and 7 end exactly where old records 2 and 3 start.
+TEST_F(SpoolStaleTail, TornWritesEndingOnOldRecordsKeepExactlyTheWholeNewRecords) {
+  expect_torn_writes_keep_the_whole_new_records({kOld, kOld});
 }
 
-// The same without any zeroed mark, as if their pages never reached the
-// disk (a machine crash writes pages back in any order): the seq and CRC
-// rules alone still keep exactly the whole new records, as long as no
-// record planted in an old payload sits at the end (see below).
-TEST_F(SpoolStaleTail, TornWriteWithoutMarksKeepsExactlyTheWholeNewRecords) {
-  const std::vector<size_t> sizes{500, 600};  // ends away from the planted record
-  auto bytes = kill_after(sizes);
-  const uint64_t end6 = end_after({500}), end7 = end_after(sizes);
-  for (uint64_t k : tear_points(end6, end7)) {
-    SCOPED_TRACE("torn at byte " + std::to_string(k));
-    std::vector<uint8_t> torn(bytes.begin(), bytes.begin() + k);
-    torn.insert(torn.end(), spare_.begin() + k, spare_.end());
-    test::write_file(file(), torn);
-    std::vector<uint64_t> want;
-    if (k >= end6) want.push_back(6);
-    if (k >= end7) want.push_back(7);
-    auto s = open_ok(o_);
-    ASSERT_TRUE(s);
-    EXPECT_EQ(drain(*s), want);
-    if (want.empty()) {
-      EXPECT_FALSE(fs::exists(file()));
-    } else {
-      EXPECT_EQ(fs::file_size(file()), want.size() == 1 ? end6 : end7);
-    }
-  }
+TEST_F(SpoolStaleTail, TornWritesEndingInOldPayloadsKeepExactlyTheWholeNewRecords) {
+  expect_torn_writes_keep_the_whole_new_records({500, 600});
 }
 
-// New records as long as the old ones: the record after the last new one
-// is an old one, whole and with a valid CRC, but a lower seq. It is cut.
-TEST_F(SpoolStaleTail, WholeOldRecordAfterTheNewOnesIsCutBySeq) {
+// New records as long as the old ones: right after the last new one is an
+// old record, whole, its CRC valid for the nonce the file had before. Its
+// seq is lower, and its CRC does not hold with the file's new nonce: either
+// rule cuts it, so one with a higher seq is cut too.
+TEST_F(SpoolStaleTail, WholeOldRecordAfterTheNewOnesIsCutBySeqAndByCrc) {
   const std::vector<size_t> sizes{kOld, kOld};
   auto bytes = kill_after(sizes);
   const uint64_t end = end_after(sizes);
-  // Without the zeroed mark, the old record 3 starts right at the end.
-  std::copy(spare_.begin() + end, spare_.begin() + end + kR, bytes.begin() + end);
+  const auto old3 = test::record_bytes(2, spare_nonce_, meta_for(3, kOld), old_frame(3));
+  ASSERT_TRUE(std::equal(old3.begin(), old3.end(), bytes.begin() + end));
+  {
+    auto s = open_ok(o_);
+    EXPECT_EQ(drain(*s), (std::vector<uint64_t>{6, 7}));
+    EXPECT_EQ(s->last_seq(), 7u);
+    EXPECT_EQ(s->recovery().truncated_bytes, spare_.size() - end);
+  }
+  const auto higher = test::record_bytes(2, spare_nonce_, meta_for(1000, kOld), old_frame(3));
+  std::copy(higher.begin(), higher.end(), bytes.begin() + end);
   test::write_file(file(), bytes);
-  auto old = test::parse_spool_file(file());
-  ASSERT_EQ(std::string(bytes.begin() + end, bytes.begin() + end + 4), "TRWR");
-  EXPECT_EQ(old.records.size(), 2u);
   auto s = open_ok(o_);
   EXPECT_EQ(drain(*s), (std::vector<uint64_t>{6, 7}));
   EXPECT_EQ(s->last_seq(), 7u);
   EXPECT_EQ(s->recovery().truncated_bytes, spare_.size() - end);
 }
 
-// The end of the new records falls exactly on a record that captured
-// traffic planted in an old payload, with a valid CRC and a higher seq.
-// After a kill the zeroed end mark hides it.
-TEST_F(SpoolStaleTail, RecordPlantedInAnOldPayloadIsNotTakenAfterAKill) {
+// A machine crash after seq 6 was appended wrote back only the pages up to
+// its end, so it ends where the old payload holds the planted record: a
+// seq far above ours and a CRC valid without a nonce. (The kill leaves the
+// same bytes: nothing is written after a record.) The record is cut; only
+// the file's own nonce would have made it count.
+TEST_F(SpoolStaleTail, RecordPlantedInAnOldPayloadIsCutAfterAMachineCrash) {
   const std::vector<size_t> sizes{kPlantAt};
   auto bytes = kill_after(sizes);
   const uint64_t end = end_after(sizes);
   ASSERT_EQ(end, kH + kR + kPlantAt);
-  auto s = open_ok(o_);
-  EXPECT_EQ(drain(*s), (std::vector<uint64_t>{6}));
-  EXPECT_EQ(s->last_seq(), 6u);
+  ASSERT_TRUE(std::equal(bytes.begin() + end, bytes.end(), spare_.begin() + end));
+  const uint32_t nonce = test::parse_spool_file(file()).nonce;
+  struct Forgery {
+    const char* crc_made_with;
+    std::vector<uint8_t> record;
+    bool taken;
+  };
+  const Forgery forgeries[] = {
+      {"no nonce (as planted)", planted_record(), false},
+      {"the spare's nonce", planted_record(2, spare_nonce_), false},
+      {"the file's nonce with one bit flipped", planted_record(2, nonce ^ 0x100), false},
+      {"the file's nonce", planted_record(2, nonce), true},
+  };
+  for (const auto& f : forgeries) {
+    SCOPED_TRACE(f.crc_made_with);
+    std::copy(f.record.begin(), f.record.end(), bytes.begin() + end);
+    test::write_file(file(), bytes);
+    auto s = open_ok(o_);
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->entries(), f.taken ? 2u : 1u);
+    EXPECT_EQ(s->last_seq(), f.taken ? kPlantedSeq : 6u);
+  }
+}
+
+// ----------------------------------------------------------- file format ---
+
+TEST(SpoolFormat, EveryFileIsVersion2WithANonceOfItsOwn) {
+  TempDir d;
+  auto o = options(d, 1 << 20, 10'000);
+  auto s = open_ok(o);
+  for (uint64_t seq = 1; seq <= 12; ++seq) append_ok(*s, seq, 3000);
+  std::vector<uint32_t> nonces;
+  for (const auto& p : test::spool_files(o.dir)) {
+    auto df = test::parse_spool_file(p);
+    EXPECT_TRUE(df.clean) << df.name;
+    EXPECT_EQ(df.version, 2u) << df.name;
+    nonces.push_back(df.nonce);
+  }
+  ASSERT_EQ(nonces.size(), 4u);
+  std::sort(nonces.begin(), nonces.end());
+  EXPECT_EQ(std::adjacent_find(nonces.begin(), nonces.end()), nonces.end());  // 6 pairs, 2^-32 each
+}
+
+// Files written before the nonce (version 1: record CRCs without it) are
+// recovered by the same rules as ever, become spares like any other, and
+// whatever the spool writes next is version 2.
+TEST(SpoolFormat, Version1FilesRecoverAsBefore) {
+  TempDir d;
+  auto o = options(d, 1 << 20, 64 << 10);
+  const uint64_t id = open_ok(o)->spool_id();  // the state, as the old agent left it
+  auto v1_file = [&](uint64_t first, uint64_t last) {
+    auto b = test::file_header_bytes(1, 0, id, first);
+    for (uint64_t seq = first; seq <= last; ++seq) {
+      auto r = test::record_bytes(1, 0, meta_for(seq, 500), payload_for(seq, 500));
+      b.insert(b.end(), r.begin(), r.end());
+    }
+    return b;
+  };
+  test::write_file(o.dir / "00000000000000000001.spool", v1_file(1, 3));
+  auto torn = v1_file(4, 6);
+  torn.resize(torn.size() - 100);  // seq 6 torn
+  test::write_file(o.dir / "00000000000000000004.spool", torn);
+  {
+    auto s = open_ok(o);
+    EXPECT_EQ(s->recovery().entries, 5u);
+    EXPECT_EQ(s->recovery().truncated_files, 1u);
+    EXPECT_EQ(s->recovery().truncated_bytes, kR + 400);
+    EXPECT_EQ(s->last_seq(), 5u);
+    EXPECT_EQ(drain(*s), (std::vector<uint64_t>{1, 2, 3, 4, 5}));
+    append_ok(*s, 6, 500);
+  }
+  auto files = test::spool_files(o.dir);
+  ASSERT_EQ(files.size(), 3u);
+  EXPECT_EQ(test::parse_spool_file(files[0]).version, 1u);
+  EXPECT_EQ(test::parse_spool_file(files[1]).version, 1u);
+  EXPECT_EQ(test::parse_spool_file(files[2]).version, 2u);
+  auto s = open_ok(o);
+  EXPECT_EQ(drain(*s), (std::vector<uint64_t>{1, 2, 3, 4, 5, 6}));
+  ASSERT_TRUE(s->ack(5).ok());
+  ASSERT_EQ(test::spare_files(o.dir).size(), 2u);
+  append_ok(*s, 7, 100);  // into the version 1 spare of seqs 4..5
+  auto f7 = test::parse_spool_file(o.dir / "00000000000000000007.spool");
+  EXPECT_EQ(f7.version, 2u);
+  EXPECT_EQ(f7.end, kH + kR + 100);
+  EXPECT_EQ(f7.size, kH + 2 * (kR + 500));
   s.reset();
-  // Why the mark is needed: without it the documented rules alone would take
-  // the planted record (seq above 6, CRC valid). A machine crash can lose
-  // the mark's page; docs/spool.md lists this as the reuse's residual risk.
-  std::copy(spare_.begin() + end, spare_.begin() + end + kR, bytes.begin() + end);
-  test::write_file(o_.dir / "unmarked", bytes);
-  auto unmarked = test::parse_spool_file(o_.dir / "unmarked");
-  ASSERT_EQ(unmarked.records.size(), 2u);
-  EXPECT_EQ(unmarked.records[1].meta.seq, kPlantedSeq);
+  s = open_ok(o);
+  EXPECT_EQ(drain(*s), (std::vector<uint64_t>{6, 7}));
+}
+
+// The header's version says which CRC its records carry: a record made for
+// the other version is not valid in it.
+TEST(SpoolFormat, RecordCrcFollowsTheFileVersion) {
+  TempDir d;
+  auto o = options(d, 1 << 20, 64 << 10);
+  const uint64_t id = open_ok(o)->spool_id();
+  const uint32_t nonce = 0x9E3779B9;
+  for (uint32_t file_version : {1u, 2u}) {
+    for (uint32_t record_version : {1u, 2u}) {
+      SCOPED_TRACE("file version " + std::to_string(file_version) + ", record made for " +
+                   std::to_string(record_version));
+      auto b = test::file_header_bytes(file_version, nonce, id, 1);
+      auto r = test::record_bytes(record_version, nonce, meta_for(1, 100), payload_for(1, 100));
+      b.insert(b.end(), r.begin(), r.end());
+      test::write_file(o.dir / "00000000000000000001.spool", b);
+      auto s = open_ok(o);
+      EXPECT_EQ(s->entries(), file_version == record_version ? 1u : 0u);
+    }
+  }
+}
+
+// The nonce is part of every record's CRC: a file whose header names another
+// nonce (its header CRC made good) holds no valid record and is deleted.
+TEST(SpoolFormat, AlteredNonceRejectsEveryRecord) {
+  TempDir d;
+  auto o = options(d, 1 << 20, 64 << 10);
+  {
+    auto s = open_ok(o);
+    for (uint64_t seq = 1; seq <= 3; ++seq) append_ok(*s, seq, 300);
+  }
+  const fs::path file = test::spool_files(o.dir)[0];
+  ASSERT_TRUE(test::parse_spool_file(file).clean);
+  auto bytes = test::read_file(file);
+  bytes[32] ^= 0x01;
+  test::put_le(bytes.data() + 36, crc32c(std::span<const uint8_t>(bytes).first(36)), 4);
+  test::write_file(file, bytes);
+  auto df = test::parse_spool_file(file);
+  EXPECT_EQ(df.end, kH);  // the header is valid, the first record is not
+  EXPECT_TRUE(df.records.empty());
+  auto s = open_ok(o);
+  EXPECT_EQ(s->recovery().removed_files, 1u);
+  EXPECT_EQ(s->recovery().truncated_bytes, bytes.size());
+  EXPECT_EQ(s->entries(), 0u);
+  EXPECT_EQ(s->last_seq(), 3u);  // from the state
+  EXPECT_FALSE(fs::exists(file));
 }
 
 // ------------------------------------------------------------ disk errors ---
