@@ -1,14 +1,19 @@
 // Spool: append-only files of checksummed records, a two-slot state file,
-// whole-file freeing. Layout and rules: docs/spool.md.
+// whole-file freeing, freed files reused in place. Layout and rules:
+// docs/spool.md.
 //
 // The three paths, in order of how often they run:
 //   append:      1 write the state (last_seq) → 2 plan room (refuse or pick
 //                victim files) → 3 unlink victims → 4 rotate if the active
-//                file is full → 5 one pwritev of header + frame.
+//                file is full (cutting its stale tail) → 5 disk room (delete
+//                spares, cut the stale tail) → 6 start a file (from a spare
+//                or anew, with a fresh nonce) if needed → 7 one pwritev of
+//                header + frame.
 //   next_unsent: find the entry's file → one pread of header + payload into a
 //                reusable buffer → check the header → hand out.
-//   ack:         write the state (ack point) → forget acked entries → unlink
-//                every file whose newest record is acked.
+//   ack:         write the state (ack point) → forget acked entries → rename
+//                every file whose newest record is acked to a spare (or
+//                unlink it when there are enough spares).
 #include "agent/spool.h"
 
 #include <fcntl.h>
@@ -205,10 +210,15 @@ namespace fs = std::filesystem;
 constexpr std::string_view kFileMagic = "TRWLSPL1";   // 8 bytes
 constexpr std::string_view kStateMagic = "TRWLSTA1";  // 8 bytes
 constexpr uint32_t kRecordMagic = 0x52575254;         // "TRWR" little-endian
-constexpr uint32_t kFormatVersion = 1;
+// Spool file versions: 1, record CRCs over the record alone (read only);
+// 2, record CRCs seeded by the nonce in the file header (written).
+constexpr uint32_t kFileVersionUnseeded = 1;
+constexpr uint32_t kFileVersion = 2;
+constexpr uint32_t kStateVersion = 1;
 constexpr std::string_view kStateName = "state";
 constexpr std::string_view kStateTmpName = "state.tmp";
 constexpr std::string_view kFileSuffix = ".spool";
+constexpr std::string_view kSpareSuffix = ".spare";
 constexpr size_t kSeqDigits = 20;
 constexpr size_t kH = Spool::kFileHeaderBytes;
 constexpr size_t kR = Spool::kRecordHeaderBytes;
@@ -220,14 +230,24 @@ void put_le(uint8_t* p, uint64_t v, int n) {
 
 std::span<const uint8_t> span_of(const uint8_t* p, size_t n) { return {p, n}; }
 
+// A version 2 record's CRC32C is that of the file's nonce (4 bytes,
+// little-endian) followed by the record: the CRC of the nonce alone is where
+// the record's CRC starts (crc32c chains). Version 1 records start from 0.
+uint32_t record_crc_seed(uint32_t nonce) {
+  std::array<uint8_t, 4> b{};
+  put_le(b.data(), nonce, 4);
+  return crc32c(b);
+}
+
 // File header: magic[8] version u32, flags u32, spool_id u64, first_seq u64,
-// reserved u32, crc32c(bytes 0..36) u32.
-std::array<uint8_t, kH> encode_file_header(uint64_t spool_id, uint64_t first_seq) {
+// nonce u32 (version 2; reserved in version 1), crc32c(bytes 0..36) u32.
+std::array<uint8_t, kH> encode_file_header(uint64_t spool_id, uint64_t first_seq, uint32_t nonce) {
   std::array<uint8_t, kH> h{};
   std::memcpy(h.data(), kFileMagic.data(), 8);
-  put_le(h.data() + 8, kFormatVersion, 4);
+  put_le(h.data() + 8, kFileVersion, 4);
   put_le(h.data() + 16, spool_id, 8);
   put_le(h.data() + 24, first_seq, 8);
+  put_le(h.data() + 32, nonce, 4);
   put_le(h.data() + 36, crc32c(span_of(h.data(), 36)), 4);
   return h;
 }
@@ -235,6 +255,7 @@ std::array<uint8_t, kH> encode_file_header(uint64_t spool_id, uint64_t first_seq
 struct FileHeader {
   uint64_t spool_id;
   uint64_t first_seq;
+  uint32_t crc_seed;  // of its records' CRCs
 };
 
 std::optional<FileHeader> decode_file_header(std::span<const uint8_t> b) {
@@ -242,17 +263,21 @@ std::optional<FileHeader> decode_file_header(std::span<const uint8_t> b) {
   auto magic = r.str(8);
   uint32_t version = r.u32le();
   r.skip(4);
-  FileHeader h{r.u64le(), r.u64le()};
-  r.skip(4);
+  uint64_t spool_id = r.u64le();
+  uint64_t first_seq = r.u64le();
+  uint32_t nonce = r.u32le();
   uint32_t crc = r.u32le();
-  if (!r.ok() || magic != kFileMagic || version != kFormatVersion) return std::nullopt;
+  if (!r.ok() || magic != kFileMagic) return std::nullopt;
+  if (version != kFileVersion && version != kFileVersionUnseeded) return std::nullopt;
   if (crc != crc32c(b.first(36))) return std::nullopt;
-  return h;
+  return FileHeader{spool_id, first_seq, version == kFileVersion ? record_crc_seed(nonce) : 0};
 }
 
 // Record header: magic u32, payload_len u32, seq u64, packet_bytes u64,
-// first_ts_ns u64, last_ts_ns u64, packets u32, crc32c(bytes 0..44 ++ payload) u32.
-std::array<uint8_t, kR> encode_record_header(const EntryMeta& m, std::span<const uint8_t> payload) {
+// first_ts_ns u64, last_ts_ns u64, packets u32, crc32c(bytes 0..44 ++
+// payload) u32, chained from the file's crc_seed.
+std::array<uint8_t, kR> encode_record_header(const EntryMeta& m, std::span<const uint8_t> payload,
+                                             uint32_t crc_seed) {
   std::array<uint8_t, kR> h{};
   put_le(h.data() + 0, kRecordMagic, 4);
   put_le(h.data() + 4, payload.size(), 4);
@@ -261,7 +286,7 @@ std::array<uint8_t, kR> encode_record_header(const EntryMeta& m, std::span<const
   put_le(h.data() + 24, m.first_ts_ns, 8);
   put_le(h.data() + 32, m.last_ts_ns, 8);
   put_le(h.data() + 40, m.packets, 4);
-  put_le(h.data() + 44, crc32c(payload, crc32c(span_of(h.data(), 44))), 4);
+  put_le(h.data() + 44, crc32c(payload, crc32c(span_of(h.data(), 44), crc_seed)), 4);
   return h;
 }
 
@@ -298,7 +323,7 @@ struct StateSlot {
 std::array<uint8_t, kSlot> encode_state_slot(const StateSlot& s) {
   std::array<uint8_t, kSlot> b{};
   std::memcpy(b.data(), kStateMagic.data(), 8);
-  put_le(b.data() + 8, kFormatVersion, 4);
+  put_le(b.data() + 8, kStateVersion, 4);
   put_le(b.data() + 16, s.generation, 8);
   put_le(b.data() + 24, s.spool_id, 8);
   put_le(b.data() + 32, s.last_seq, 8);
@@ -319,16 +344,15 @@ std::optional<StateSlot> decode_state_slot(std::span<const uint8_t> b) {
   s.acked_seq = r.u64le();
   r.skip(12);
   uint32_t crc = r.u32le();
-  if (!r.ok() || magic != kStateMagic || version != kFormatVersion || s.spool_id == 0)
+  if (!r.ok() || magic != kStateMagic || version != kStateVersion || s.spool_id == 0)
     return std::nullopt;
   if (crc != crc32c(b.first(60))) return std::nullopt;
   return s;
 }
 
-// "00000000000000000123.spool" -> 123.
-std::optional<uint64_t> parse_file_name(std::string_view name) {
-  if (name.size() != kSeqDigits + kFileSuffix.size() || !name.ends_with(kFileSuffix))
-    return std::nullopt;
+// "00000000000000000123.spool" -> 123 (suffix ".spool"; spares: ".spare").
+std::optional<uint64_t> parse_file_name(std::string_view name, std::string_view suffix) {
+  if (name.size() != kSeqDigits + suffix.size() || !name.ends_with(suffix)) return std::nullopt;
   uint64_t seq = 0;
   auto digits = name.substr(0, kSeqDigits);
   if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
@@ -388,15 +412,32 @@ Result<size_t> pread_full(int fd, uint8_t* buf, size_t n, uint64_t offset, const
   return got;
 }
 
+uint64_t random_u64() {
+  uint64_t v = 0;
+  if (::getrandom(&v, sizeof v, 0) != sizeof v) {
+    std::random_device rd;
+    v = (uint64_t{rd()} << 32) ^ rd();
+  }
+  return v;
+}
+
 uint64_t random_spool_id() {
   uint64_t id = 0;
-  while (id == 0) {
-    if (::getrandom(&id, sizeof id, 0) != sizeof id) {
-      std::random_device rd;
-      id = (uint64_t{rd()} << 32) ^ rd();
-    }
-  }
+  while (id == 0) id = random_u64();
   return id;
+}
+
+// The nonce of a file written from offset 0, drawn anew for every file, a
+// reused spare included: bytes left from the file's earlier life (or planted
+// in it by captured traffic) then carry CRCs made without it. Never the one
+// value in 2^32 whose seed is 0, with which every record CRC would equal its
+// version 1 CRC.
+uint32_t new_file_nonce() {
+  uint32_t nonce = 0;
+  do {
+    nonce = static_cast<uint32_t>(random_u64());
+  } while (record_crc_seed(nonce) == 0);
+  return nonce;
 }
 
 iovec iov_of(const void* p, size_t n) { return {const_cast<void*>(p), n}; }
@@ -410,6 +451,15 @@ Spool::Spool(SpoolOptions opts) : opts_(std::move(opts)) {
 }
 
 Spool::~Spool() {
+  // Only the active file can have a stale tail; cut it so that a clean stop
+  // leaves every spool file exactly as long as its records. Spares stay for
+  // the next run.
+  if (active_key_) {
+    const File& f = files_.at(*active_key_);
+    if (f.disk_size > f.size && ::ftruncate(active_fd_, static_cast<off_t>(f.size)) != 0) {
+      // Best effort: open() cuts it too.
+    }
+  }
   close_fd(active_fd_);
   close_fd(read_fd_);
   close_fd(state_fd_);
@@ -462,11 +512,13 @@ Status Spool::recover() {
     state_generation_ = state->generation;
   }
 
-  // 2. The spool files, oldest first.
-  std::map<uint64_t, fs::path> found;
+  // 2. The spool files, oldest first (and the spares, for step 3).
+  std::map<uint64_t, fs::path> found, spares;
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    if (auto seq = parse_file_name(it->path().filename().string())) found[*seq] = it->path();
+    const std::string name = it->path().filename().string();
+    if (auto seq = parse_file_name(name, kFileSuffix)) found[*seq] = it->path();
+    if (auto seq = parse_file_name(name, kSpareSuffix)) spares[*seq] = it->path();
   }
   if (ec) return Error("listing " + dir.string() + ": " + ec.message());
   if (!state && (state_fd_ >= 0 || !found.empty())) recovery_.state_rebuilt = true;
@@ -476,9 +528,11 @@ Status Spool::recover() {
     TRAWL_TRY(recover_file(first_seq, path, prev_seq), "recovering " + path.string());
 
   // 3. Ack point and last_seq: the state may be older than the files after a
-  // machine crash (its slots are not fsynced); the files win.
+  // machine crash (its slots are not fsynced); the files win. Spares left by
+  // the last run are kept before acked files are freed (which adds spares).
   uint64_t old_last = last_seq_;
   last_seq_ = std::max(last_seq_, prev_seq);
+  TRAWL_TRY(adopt_spares(spares), "adopting spare files");
   const size_t files_before = files_.size();
   TRAWL_TRY(free_acked_files(), "freeing acked files");
   recovery_.removed_files += static_cast<uint32_t>(files_before - files_.size());
@@ -533,7 +587,7 @@ Status Spool::recover_file(uint64_t first_seq, const fs::path& path, uint64_t& p
     auto rec = *got == kR ? decode_record_header(rh) : std::nullopt;
     if (!rec || off + kR + rec->length > size) break;
     if (found.empty() ? rec->meta.seq != first_seq : rec->meta.seq <= last) break;
-    uint32_t crc = crc32c(span_of(rh.data(), 44));
+    uint32_t crc = crc32c(span_of(rh.data(), 44), header->crc_seed);
     for (uint64_t done = 0; done < rec->length;) {
       size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, rec->length - done));
       auto r = pread_full(fd, chunk.data(), want, off + kR + done, path, "read");
@@ -562,9 +616,32 @@ Status Spool::recover_file(uint64_t first_seq, const fs::path& path, uint64_t& p
       ++recovery_.entries;
     }
   }
-  files_[first_seq] = File{path, off, last};
+  files_[first_seq] = File{path, off, off, last, header->crc_seed};
   bytes_ += off;
+  disk_bytes_ += off;
   prev_seq = last;
+  return ok_status();
+}
+
+// Spares of the last run, newest first, while they are few, of a sane size
+// (a file that size could have been freed by this spool) and within
+// max_bytes on disk; the rest are deleted. Their contents do not matter.
+Status Spool::adopt_spares(const std::map<uint64_t, fs::path>& found) {
+  std::vector<Spare> kept;
+  for (auto it = found.rbegin(); it != found.rend(); ++it) {
+    const fs::path& path = it->second;
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0) return sys_error("stat", path);
+    const auto size = static_cast<uint64_t>(st.st_size);
+    if (S_ISREG(st.st_mode) && kept.size() < opts_.spare_files && size <= 2 * opts_.file_bytes &&
+        disk_bytes_ + size <= opts_.max_bytes) {
+      kept.push_back(Spare{path, size});
+      disk_bytes_ += size;
+    } else if (S_ISREG(st.st_mode)) {
+      if (::unlink(path.c_str()) != 0 && errno != ENOENT) return sys_error("unlink", path);
+    }
+  }
+  spares_.assign(kept.rbegin(), kept.rend());
   return ok_status();
 }
 
@@ -623,6 +700,12 @@ fs::path Spool::file_path(uint64_t first_seq) const {
   return opts_.dir / name;
 }
 
+fs::path Spool::spare_path(uint64_t first_seq) const {
+  fs::path p = file_path(first_seq);
+  p.replace_extension(kSpareSuffix);
+  return p;
+}
+
 std::map<uint64_t, Spool::File>::iterator Spool::file_of(uint64_t seq) {
   auto it = files_.upper_bound(seq);
   SPOOL_CHECK(it != files_.begin());
@@ -636,19 +719,66 @@ void Spool::close_active() {
 
 void Spool::drop_read_fd() { close_fd(read_fd_); }
 
-Status Spool::remove_file(std::map<uint64_t, File>::iterator it) {
-  if (::unlink(it->second.path.c_str()) != 0 && errno != ENOENT)
-    return sys_error("unlink", it->second.path);
+// The file is gone from the directory (deleted or renamed to a spare).
+void Spool::forget_file(std::map<uint64_t, File>::iterator it) {
   if (active_key_ == it->first) close_active();
   if (read_fd_ >= 0 && read_key_ == it->first) drop_read_fd();
   bytes_ -= it->second.size;
+  disk_bytes_ -= it->second.disk_size;
   files_.erase(it);
+}
+
+Status Spool::remove_file(std::map<uint64_t, File>::iterator it) {
+  if (::unlink(it->second.path.c_str()) != 0 && errno != ENOENT)
+    return sys_error("unlink", it->second.path);
+  forget_file(it);
+  return ok_status();
+}
+
+// A fully acked file: kept as a spare while there is a free slot (and it is
+// not an outsized one-record file), deleted otherwise. The rename is atomic:
+// after a crash the file is either still a spool file holding acked records
+// (freed again by open()) or a spare.
+Status Spool::free_file(std::map<uint64_t, File>::iterator it) {
+  const File& f = it->second;
+  if (spares_.size() >= opts_.spare_files || f.disk_size > 2 * opts_.file_bytes)
+    return remove_file(it);
+  Spare spare{spare_path(it->first), f.disk_size};
+  if (::rename(f.path.c_str(), spare.path.c_str()) != 0) return sys_error("rename", f.path);
+  // A spare of the same name (only after seqs were reused, see docs) was replaced.
+  for (size_t i = 0; i < spares_.size(); ++i) {
+    if (spares_[i].path == spare.path) {
+      disk_bytes_ -= spares_[i].size;
+      spares_.erase(spares_.begin() + static_cast<std::ptrdiff_t>(i));
+      break;
+    }
+  }
+  forget_file(it);
+  spares_.push_back(std::move(spare));
+  disk_bytes_ += spares_.back().size;
   return ok_status();
 }
 
 Status Spool::free_acked_files() {
   while (!files_.empty() && files_.begin()->second.last_seq <= acked_seq_)
-    TRAWL_TRY(remove_file(files_.begin()), "freeing acked file");
+    TRAWL_TRY(free_file(files_.begin()), "freeing acked file");
+  return ok_status();
+}
+
+Status Spool::remove_spare(size_t i) {
+  const Spare& s = spares_[i];
+  if (::unlink(s.path.c_str()) != 0 && errno != ENOENT) return sys_error("unlink", s.path);
+  disk_bytes_ -= s.size;
+  spares_.erase(spares_.begin() + static_cast<std::ptrdiff_t>(i));
+  return ok_status();
+}
+
+// The active file (the only one that may have one) loses its stale tail.
+Status Spool::cut_stale_tail(File& f) {
+  if (f.disk_size == f.size) return ok_status();
+  if (::ftruncate(active_fd_, static_cast<off_t>(f.size)) != 0) return sys_error("truncate", f.path);
+  disk_bytes_ -= f.disk_size - f.size;
+  f.disk_size = f.size;
   return ok_status();
 }
 
@@ -721,58 +851,131 @@ Result<AppendOutcome> Spool::append(const EntryMeta& meta, std::span<const uint8
 
 Status Spool::write_record(const EntryMeta& meta, std::span<const uint8_t> frame) {
   const uint64_t rec = kR + frame.size();
-  auto rh = encode_record_header(meta, frame);
   File* target = active_key_ ? &files_.at(*active_key_) : nullptr;
 
   if (target && target->size + rec > opts_.file_bytes && target->size > kH) {
-    // Rotate: the full file goes to disk now, off the per-append path.
+    // Rotate: the full file loses its stale tail, if it was a reused one (only
+    // the active file may have one), and goes to disk now, off the
+    // per-append path.
+    if (Status st = cut_stale_tail(*target); !st.ok()) return st;
     if (opts_.fdatasync_on_rotate && ::fdatasync(active_fd_) != 0)
       return sys_error("fdatasync", target->path);
     close_active();
     target = nullptr;
   }
+  if (target == nullptr) return start_file(meta, frame);
 
-  if (target == nullptr) {
-    const fs::path path = file_path(meta.seq);
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return sys_error("create", path);
-    auto fh = encode_file_header(spool_id_, meta.seq);
-    std::array<iovec, 3> iov{iov_of(fh.data(), kH), iov_of(rh.data(), kR),
-                             iov_of(frame.data(), frame.size())};
-    Status st = pwritev_all(fd, iov, 0, path, "write");
-    if (st.ok() && opts_.fsync_each_append) {
-      if (::fdatasync(fd) != 0)
-        st = sys_error("fdatasync", path);
-      else if (::fsync(dir_fd_) != 0)
-        st = sys_error("fsync", opts_.dir);
-    }
-    if (!st.ok()) {
-      ::close(fd);
-      ::unlink(path.c_str());
-      return st;
-    }
-    files_[meta.seq] = File{path, kH + rec, meta.seq};
-    active_key_ = meta.seq;
-    active_fd_ = fd;
-    bytes_ += kH + rec;
-    entries_.push_back(Entry{meta, kH, static_cast<uint32_t>(frame.size())});
-    return ok_status();
+  // Room on disk: the record takes disk space only where it runs past the
+  // stale tail. The logical bytes fit (append() planned them), so deleting
+  // the spares and then cutting the stale tail always makes room. (Deleting
+  // spares is enough while the bound held before this write: the record
+  // either fits inside the stale tail or uses all of it. The cut is for
+  // when it did not, after a failed write whose cleanup failed too.)
+  const uint64_t end = target->size + rec;
+  auto over = [&] {
+    return disk_bytes_ + (end > target->disk_size ? end - target->disk_size : 0) > opts_.max_bytes;
+  };
+  while (over() && !spares_.empty()) {
+    if (Status st = remove_spare(0); !st.ok()) return st;
+  }
+  if (over()) {
+    if (Status st = cut_stale_tail(*target); !st.ok()) return st;
   }
 
+  // Stale bytes after the record need no marking: their CRCs were not
+  // made with this file's nonce.
+  auto rh = encode_record_header(meta, frame, target->crc_seed);
   std::array<iovec, 2> iov{iov_of(rh.data(), kR), iov_of(frame.data(), frame.size())};
   Status st = pwritev_all(active_fd_, iov, target->size, target->path, "write");
   if (st.ok() && opts_.fsync_each_append && ::fdatasync(active_fd_) != 0)
     st = sys_error("fdatasync", target->path);
   if (!st.ok()) {
-    // Cut the partial record off; if even that fails, never append to this
-    // file again (open() will cut it).
-    if (::ftruncate(active_fd_, static_cast<off_t>(target->size)) != 0) close_active();
+    // Cut the partial record off (with the stale tail); if even that fails,
+    // never append to this file again (open() will cut it).
+    const uint64_t disk = ::ftruncate(active_fd_, static_cast<off_t>(target->size)) == 0
+                              ? target->size
+                              : std::max(target->disk_size, end);
+    disk_bytes_ = disk_bytes_ - target->disk_size + disk;
+    target->disk_size = disk;
+    if (disk != target->size) close_active();
     return st;
   }
   entries_.push_back(Entry{meta, target->size, static_cast<uint32_t>(frame.size())});
-  target->size += rec;
+  if (end > target->disk_size) {
+    disk_bytes_ += end - target->disk_size;
+    target->disk_size = end;
+  }
+  target->size = end;
   target->last_seq = meta.seq;
   bytes_ += rec;
+  return ok_status();
+}
+
+// A new active file starting with `meta`: the newest spare, renamed and
+// overwritten in place (no O_TRUNC: its pages and blocks are reused), or a
+// new file. Either way one pwritev of file header (with a fresh nonce) +
+// first record at offset 0. A crash before it completes leaves a spool file
+// whose header (the spare's old one, or a torn new one) or first record does
+// not match its name, which open() deletes.
+Status Spool::start_file(const EntryMeta& meta, std::span<const uint8_t> frame) {
+  const uint64_t len = kH + kR + frame.size();
+  const fs::path path = file_path(meta.seq);
+
+  // Room on disk: spares go oldest first. The newest is reused, which never
+  // takes more room than a new file: its stale tail is already counted.
+  auto over = [&] {
+    const uint64_t reused = spares_.empty() ? 0 : spares_.back().size;
+    return disk_bytes_ + (len > reused ? len - reused : 0) > opts_.max_bytes;
+  };
+  while (over() && !spares_.empty()) {
+    if (Status st = remove_spare(0); !st.ok()) return st;
+  }
+
+  int fd = -1;
+  uint64_t disk = len;  // the file's length once written
+  if (!spares_.empty()) {
+    const Spare& s = spares_.back();
+    fd = ::open(s.path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd >= 0 && ::rename(s.path.c_str(), path.c_str()) != 0) close_fd(fd);
+    if (fd < 0) {
+      // An unusable spare (gone, or not renameable): a new file instead.
+      if (Status st = remove_spare(spares_.size() - 1); !st.ok()) return st;
+    } else {
+      disk = std::max(len, s.size);
+      disk_bytes_ -= s.size;  // counted below as the file's
+      spares_.pop_back();
+    }
+  }
+  if (fd < 0) {
+    fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return sys_error("create", path);
+  }
+  const uint32_t nonce = new_file_nonce();
+  File f{path, len, disk, meta.seq, record_crc_seed(nonce)};
+  disk_bytes_ += disk;
+
+  auto fh = encode_file_header(spool_id_, meta.seq, nonce);
+  auto rh = encode_record_header(meta, frame, f.crc_seed);
+  std::array<iovec, 3> iov{iov_of(fh.data(), kH), iov_of(rh.data(), kR),
+                           iov_of(frame.data(), frame.size())};
+  Status st = pwritev_all(fd, iov, 0, path, "write");
+  if (st.ok() && opts_.fsync_each_append) {
+    if (::fdatasync(fd) != 0)
+      st = sys_error("fdatasync", path);
+    else if (::fsync(dir_fd_) != 0)
+      st = sys_error("fsync", opts_.dir);
+  }
+  if (!st.ok()) {
+    ::close(fd);
+    ::unlink(path.c_str());
+    disk_bytes_ -= disk;
+    return st;
+  }
+  files_[meta.seq] = std::move(f);
+  active_key_ = meta.seq;
+  active_fd_ = fd;
+  bytes_ += len;
+  entries_.push_back(Entry{meta, kH, static_cast<uint32_t>(frame.size())});
   return ok_status();
 }
 

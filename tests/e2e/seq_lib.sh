@@ -99,12 +99,30 @@ seqs_of() {
 
 # spool_seqs DIR: the sequence numbers of the packets in the agent's spool
 # files (batches are stored uncompressed; a packet is found by its UDP
-# header from port 40000 to port 9 followed by "TRWL").
+# header from port 40000 to port 9 followed by "TRWL"). Only the records
+# recovery would keep are searched (docs/spool.md, "Record" and "Recovery"):
+# a file whose 40-byte header names the seq in its file name (else it is a
+# spare renamed before its new header was written), then its records up to
+# the first one with a bad magic, a length past the end of the file, or a
+# seq that does not increase (the first must be the file's first seq). What
+# follows is a torn record or the stale tail of a reused file, whose old
+# packets were acknowledged long ago. (CRCs are not checked.)
 spool_seqs() {
   perl -e '
     for my $f (sort glob("$ARGV[0]/*.spool")) {
       open(my $fh, "<:raw", $f) or die "$f: $!"; local $/; my $d = <$fh>;
-      while ($d =~ /\x9c\x40\x00\x09..\x00\x00TRWL(.{8})/sg) { print unpack("Q>", $1), "\n" }
+      my $n = length $d;
+      my ($name) = $f =~ m{(\d{20})\.spool$};
+      next if $n < 40 || substr($d, 0, 8) ne "TRWLSPL1" || unpack("Q<", substr($d, 24, 8)) != $name;
+      my ($off, $prev, $first) = (40, 0, $name);
+      while ($off + 48 <= $n) {
+        my ($magic, $len, $seq) = unpack("V V Q<", substr($d, $off, 16));
+        last if $magic != 0x52575254 || $off + 48 + $len > $n;
+        last if $prev ? $seq <= $prev : $seq != $first;
+        my $payload = substr($d, $off + 48, $len);
+        while ($payload =~ /\x9c\x40\x00\x09..\x00\x00TRWL(.{8})/sg) { print unpack("Q>", $1), "\n" }
+        ($prev, $off) = ($seq, $off + 48 + $len);
+      }
     }' "$1"
 }
 
