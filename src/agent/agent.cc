@@ -246,7 +246,9 @@ Result<std::shared_ptr<wire::TlsContext>> load_credentials(const AgentOptions& o
 // the spool keeps working after the drop.
 Status prepare_spool_dir(const AgentOptions& opts) {
   std::error_code ec;
-  std::filesystem::create_directories(opts.spool.dir, ec);
+  if (std::filesystem::create_directories(opts.spool.dir, ec) && !ec) {
+    std::filesystem::permissions(opts.spool.dir, std::filesystem::perms::owner_all, ec);  // captured traffic
+  }
   if (ec) return Error(fmt::format("creating spool directory {}: {}", opts.spool.dir.string(), ec.message()));
   if (geteuid() != 0 || opts.user.empty()) return ok_status();
   auto ids = lookup_user(opts.user);

@@ -472,8 +472,10 @@ Result<std::unique_ptr<Spool>> Spool::open(SpoolOptions opts) {
   std::string ctx = "opening spool " + dir.string();
   if (dir.empty()) return Error(ctx + ": no directory given");
 
+  // Captured traffic: readable by the agent's user only (a directory the
+  // user made beforehand keeps its mode; the files are 0600 regardless).
   std::error_code ec;
-  fs::create_directories(dir, ec);
+  if (fs::create_directories(dir, ec) && !ec) fs::permissions(dir, fs::perms::owner_all, ec);
   if (ec) return Error(ctx + ": creating directory: " + ec.message());
   s->dir_fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (s->dir_fd_ < 0) return sys_error("open", dir).with_context(ctx);
@@ -653,7 +655,7 @@ Status Spool::create_state() {
   const fs::path tmp = opts_.dir / kStateTmpName;
   const fs::path path = opts_.dir / kStateName;
   close_fd(state_fd_);
-  int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return sys_error("create", tmp);
   state_generation_ += 2;
   StateSlot s{state_generation_ - 1, spool_id_, last_seq_, acked_seq_};
@@ -947,7 +949,7 @@ Status Spool::start_file(const EntryMeta& meta, std::span<const uint8_t> frame) 
     }
   }
   if (fd < 0) {
-    fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return sys_error("create", path);
   }
   const uint32_t nonce = new_file_nonce();

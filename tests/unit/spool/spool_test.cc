@@ -114,6 +114,26 @@ TEST(Spool, NewSpoolGetsRandomIdThatPersists) {
   EXPECT_NE(open_ok(options(b, 1 << 20, 64 << 10))->spool_id(), id_a);
 }
 
+// The spool holds captured traffic: only the agent's user may read it.
+TEST(Spool, FilesAndANewDirectoryAreOwnerOnly) {
+  TempDir d;
+  auto o = options(d, 1 << 20, 64 << 10);
+  {
+    auto s = open_ok(o);
+    auto payload = payload_for(1, 1000);
+    ASSERT_TRUE(s->append(meta_for(1, payload.size()), payload).ok());
+  }
+  namespace fs = std::filesystem;
+  EXPECT_EQ(fs::status(o.dir).permissions() & fs::perms::all, fs::perms::owner_all);
+  int files = 0;
+  for (const auto& e : fs::directory_iterator(o.dir)) {
+    EXPECT_EQ(e.status().permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write)
+        << e.path();
+    ++files;
+  }
+  EXPECT_GE(files, 2);  // state + one spool file
+}
+
 TEST(Spool, LastSeqSurvivesRestartWhenEmpty) {
   TempDir d;
   auto o = options(d, 1 << 20, 64 << 10);
