@@ -394,7 +394,11 @@ Status run_agent(const AgentOptions& opts, std::atomic<bool>& stop, AgentCounter
       e.counter("trawl_agent_connect_failures_total", "Failed connection or TLS attempts",
                 counters.connect_failures.load(), a);
       std::lock_guard lock(shared.mu);
-      e.gauge("trawl_agent_spool_bytes", "Bytes in the spool on disk", static_cast<double>(shared.spool->bytes()), a);
+      e.gauge("trawl_agent_spool_bytes", "Bytes of spool records on disk, headers included",
+              static_cast<double>(shared.spool->bytes()), a);
+      e.gauge("trawl_agent_spool_disk_bytes",
+              "Disk the spool's files take: records plus spare files kept for reuse (at most --spool-size)",
+              static_cast<double>(shared.spool->disk_bytes()), a);
       e.gauge("trawl_agent_spool_batches", "Unacknowledged batches in the spool",
               static_cast<double>(shared.spool->entries()), a);
       auto oldest = shared.spool->oldest_unacked_first_ts();

@@ -51,6 +51,13 @@ fsyncs=$(prom_value 'trawl_collector_fsync_latency_seconds_count{agent="edge1"}'
 p99=$(prom_value 'histogram_quantile(0.99, sum by (le) (trawl_collector_fsync_latency_seconds_bucket{agent="edge1"}))')
 log "prometheus: $fsyncs group commits, fsync p99 ${p99}s"
 prom_equals 'trawl_collector_agent_connected{agent="edge1"}' 1 || fail "prometheus: agent not shown connected"
+# Everything is acknowledged, and freed spool files are kept as spares for
+# reuse: the disk the spool takes is more than its (few, stats-only) records.
+# (The exact accounting is checked against the directory by spool_model_test.)
+disk=$(prom_value 'trawl_agent_spool_disk_bytes{agent="edge1"}')
+recs=$(prom_value 'trawl_agent_spool_bytes{agent="edge1"}')
+[ "${disk:-0}" -gt "${recs:-0}" ] || fail "prometheus: spool disk bytes '$disk', records '$recs': no spares counted"
+ls "$SPOOL"/*.spare >/dev/null 2>&1 || fail "no spare spool file kept for reuse: $(ls "$SPOOL")"
 prom_equals 'up{job="agent"}' 1 || fail "agent target not up"
 prom_equals 'up{job="collector"}' 1 || fail "collector target not up"
 
