@@ -7,7 +7,9 @@
 # For each workload (64/512/1500-byte synthetic frames, a real mixed
 # capture) it replays at a ladder of rates with tcpreplay and records, per
 # tool, the highest rate at which every packet was stored. Prints a table
-# and the trawl/tcpdump ratio. COLLECTOR_ARGS adds collector flags (e.g.
+# and the trawl/tcpdump ratio; the log also gives, per step, the CPU time
+# each tool (agent and collector apart) and tcpreplay used per million
+# packets. COLLECTOR_ARGS adds collector flags (e.g.
 # "--compression none" to see what segment compression costs). Needs root
 # (network namespaces). Bounded:
 # every step sends at most rate x SECONDS packets and stops by itself.
@@ -20,13 +22,19 @@ e2e_topology 65535
 "$TRAWL" pki issue "$WORK/pki" bench 2>/dev/null
 
 # Replays FILE at RATE pps (0 = as fast as tcpreplay can) and sets
-# ACTUAL_PPS to the rate tcpreplay reports it achieved.
+# ACTUAL_PPS to the rate tcpreplay reports it achieved and GEN_CPU_MS to
+# the CPU time (user + system) tcpreplay used.
 replay() {
   local speed=(--pps="$2")
   [ "$2" = 0 ] && speed=(--topspeed)
-  nsq "$TX" tcpreplay -i tx0 "${speed[@]}" "$1" >"$WORK/replay.log" 2>&1 || true
+  local TIMEFORMAT='%3U %3S'
+  { time nsq "$TX" tcpreplay -i tx0 "${speed[@]}" "$1" >"$WORK/replay.log" 2>&1 || true; } 2>"$WORK/replay.time"
   ACTUAL_PPS=$(awk '/Rated:/ {for (i = 1; i <= NF; i++) if ($i == "pps") print int($(i-1))}' "$WORK/replay.log")
+  GEN_CPU_MS=$(awk '{printf "%d", ($1 + $2) * 1000}' "$WORK/replay.time")
 }
+
+# CPU time (user + system, every thread) a process has used so far, in ms.
+cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%d", ($12 + $13) * 1000 / hz}' "/proc/$1/stat"; }
 
 # The run_* functions set STORED (no $(...) subshells: lib.sh's exit trap
 # would tear the namespaces down when a subshell exits).
@@ -36,8 +44,10 @@ run_tcpdump() {  # file rate
   ip netns exec "$AG" tcpdump -i cap0 -B 262144 -s 262144 -w "$out" -Z root >"$WORK/tcpdump.log" 2>&1 &
   local pid=$!
   wait_for 10 grep -q "listening on" "$WORK/tcpdump.log" || fail "tcpdump did not start"
+  local c0; c0=$(cpu_ms $pid)
   replay "$file" "$2"
   sleep 2  # let both tools retire their last ring block (tcpdump: 1 s timeout)
+  TOOL_CPU_MS=$(( $(cpu_ms $pid) - c0 ))
   kill -INT $pid; wait $pid 2>/dev/null || true
   STORED=$(count_packets "$out")
 }
@@ -58,9 +68,12 @@ run_trawl() {  # file rate
     perf record -a -g -F 499 -o "$PERF_OUT" -- sleep "$SECS" >/dev/null 2>&1 &
     perf_pid=$!
   fi
+  local a0 c0; a0=$(cpu_ms "$PID_agent"); c0=$(cpu_ms "$PID_collector")
   replay "$file" "$2"
   [ -z "$perf_pid" ] || wait "$perf_pid" || true
   sleep 2  # let both tools retire their last ring block (tcpdump: 1 s timeout)
+  AGENT_CPU_MS=$(( $(cpu_ms "$PID_agent") - a0 ))
+  COLLECTOR_CPU_MS=$(( $(cpu_ms "$PID_collector") - c0 ))
   AGENT_RSS_KB=$(awk '/^VmHWM:/ {print $2}' /proc/$PID_agent/status)
   stop_pid "$PID_agent"
   stop_pid "$PID_collector"
@@ -85,10 +98,14 @@ for wl in ${WORKLOADS:-64 512 1500 mixed}; do
       file=$WORK/gen-$wl.pcap
       "$PCAPGEN" "$file" "$n" "$wl"
     fi
-    run_tcpdump "$file" "$rate"; td=$STORED; td_pps=$ACTUAL_PPS
-    run_trawl "$file" "$rate"; tr=$STORED; tr_pps=$ACTUAL_PPS
+    run_tcpdump "$file" "$rate"; td=$STORED; td_pps=$ACTUAL_PPS; td_gen=$GEN_CPU_MS
+    run_trawl "$file" "$rate"; tr=$STORED; tr_pps=$ACTUAL_PPS; tr_gen=$GEN_CPU_MS
     [ "$AGENT_RSS_KB" -gt "$max_rss" ] && max_rss=$AGENT_RSS_KB
     log "workload $wl asked $rate pps: sent $n; tcpdump stored $td at $td_pps pps; trawl stored $tr at $tr_pps pps; agent peak RSS ${AGENT_RSS_KB} KiB"
+    # CPU per million packets sent (user + system, all threads; kernel work
+    # done in softirq on the sender's CPU is charged to tcpreplay).
+    per_m() { awk -v ms="$1" -v n="$n" 'BEGIN { printf "%.0f", ms * 1e6 / n }'; }
+    log "  CPU ms per 1M packets: tcpdump $(per_m "$TOOL_CPU_MS") (tcpreplay beside it $(per_m "$td_gen")); trawl agent $(per_m "$AGENT_CPU_MS") + collector $(per_m "$COLLECTOR_CPU_MS") (tcpreplay beside them $(per_m "$tr_gen"))"
     if [ "$td" -ge "$n" ] && [ "$td_pps" -gt "$best_td" ]; then best_td=$td_pps; fi
     if [ "$tr" -ge "$n" ] && [ "$tr_pps" -gt "$best_tr" ]; then best_tr=$tr_pps; fi
   done

@@ -16,6 +16,7 @@
 #   TRAWL=build/trawl PCAPGEN=build/tests/e2e/pcapgen ZMQ_SUB=build/tests/e2e/zmq_sub \
 #   OSMO_CLIENT=build/tests/e2e/osmo_client bench/live_cost.sh
 # Needs root (a network namespace). Bounded: ROUNDS x 2 runs of COUNT packets.
+# PERF_OUT=PREFIX records a system-wide profile of every run's ingest.
 source "$(dirname "$0")/../tests/e2e/live_lib.sh"
 require_root
 COUNT=${COUNT:-300000}
@@ -62,10 +63,18 @@ run() {  # run none|three -> RATE (packets/s)
     # Start with a stalled subscriber whose queue is already full.
     nsq "$CO" "$OSMO_CLIENT" 127.0.0.1:$oport "$WORK/gen.pcap" >/dev/null 2>&1 || fail "pre-fill"
   fi
-  local t0 t1
+  local t0 t1 perf_pid=
+  # PERF_OUT=PREFIX: a system-wide profile (perf record -a) of each round's
+  # ingest, written to PREFIX.none.N / PREFIX.three.N.
+  if [ -n "${PERF_OUT:-}" ]; then
+    perf record -a -F 999 -o "$PERF_OUT.$1.$ROUND" >/dev/null 2>&1 &
+    perf_pid=$!
+    sleep 0.5
+  fi
   t0=$(date +%s.%N)
   nsq "$CO" "$OSMO_CLIENT" 127.0.0.1:$oport "$WORK/gen.pcap" >"$WORK/client.log" 2>&1 || fail "client: $(cat "$WORK/client.log")"
   t1=$(date +%s.%N)
+  if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; fi
   if [ "$1" = three ]; then
     scrape "$(port_from "$WORK/collector.log" "metrics on port ([0-9]+)")"
     DROPS=$(metric 'trawl_live_dropped_packets_total{output="zmq"}')  # all zmq subscribers
@@ -85,6 +94,7 @@ median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END { print a[int((N
 
 none=(); three=()
 for r in $(seq "$ROUNDS"); do
+  ROUND=$r
   run none; none+=("$RATE")
   run three; three+=("$RATE")
   log "round $r: no subscribers ${none[-1]} pps, three subscribers (one stalled; zmq messages queued $SENT, dropped $DROPS) ${three[-1]} pps"

@@ -24,15 +24,20 @@ std::array<uint8_t, kPcapFileHeaderBytes> pcap_file_header(uint32_t magic, uint3
   return h;
 }
 
+uint8_t* put_pcap_record_header(uint8_t* out, uint64_t ts_ns, uint32_t caplen, uint32_t orig_len, bool nsec) {
+  uint64_t sec = ts_ns / 1'000'000'000ull;
+  uint64_t frac = ts_ns % 1'000'000'000ull;
+  put_le(out, static_cast<uint32_t>(sec), 4);
+  put_le(out + 4, static_cast<uint32_t>(nsec ? frac : frac / 1000), 4);
+  put_le(out + 8, caplen, 4);
+  put_le(out + 12, orig_len, 4);
+  return out + kPcapRecordHeaderBytes;
+}
+
 std::array<uint8_t, kPcapRecordHeaderBytes> pcap_record_header(uint64_t ts_ns, uint32_t caplen, uint32_t orig_len,
                                                                bool nsec) {
   std::array<uint8_t, kPcapRecordHeaderBytes> h{};
-  uint64_t sec = ts_ns / 1'000'000'000ull;
-  uint64_t frac = ts_ns % 1'000'000'000ull;
-  put_le(&h[0], static_cast<uint32_t>(sec), 4);
-  put_le(&h[4], static_cast<uint32_t>(nsec ? frac : frac / 1000), 4);
-  put_le(&h[8], caplen, 4);
-  put_le(&h[12], orig_len, 4);
+  put_pcap_record_header(h.data(), ts_ns, caplen, orig_len, nsec);
   return h;
 }
 

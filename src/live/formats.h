@@ -30,6 +30,9 @@ std::array<uint8_t, kPcapFileHeaderBytes> pcap_file_header(uint32_t magic, uint3
 // nanoseconds (nsec = true), caplen, orig_len; little-endian.
 std::array<uint8_t, kPcapRecordHeaderBytes> pcap_record_header(uint64_t ts_ns, uint32_t caplen, uint32_t orig_len,
                                                                bool nsec);
+// The same, written straight into out (a packet path: no 16-byte temporary
+// whose wide reload would wait for its narrow stores); returns out + 16.
+uint8_t* put_pcap_record_header(uint8_t* out, uint64_t ts_ns, uint32_t caplen, uint32_t orig_len, bool nsec);
 
 // v2 packet metadata (the second part of a data.v2 message), little-endian:
 //   u8 version (2), u8 flags (0), u16 iface index, u16 link_type,

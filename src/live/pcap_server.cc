@@ -144,11 +144,10 @@ void PcapServer::on_item(const LiveItem& item, const std::vector<Client*>& clien
               ++dropped_[ci];
               continue;
             }
-            auto rec = pcap_record_header(p.ts_ns, static_cast<uint32_t>(caplen), p.orig_len, true);
-            uint8_t* o = pc.out.reserve(rec.size() + caplen);
-            std::memcpy(o, rec.data(), rec.size());
-            std::memcpy(o + rec.size(), p.data.data(), caplen);
-            pc.out.commit(rec.size() + caplen);
+            uint8_t* o = pc.out.reserve(kPcapRecordHeaderBytes + caplen);
+            o = put_pcap_record_header(o, p.ts_ns, static_cast<uint32_t>(caplen), p.orig_len, true);
+            std::memcpy(o, p.data.data(), caplen);
+            pc.out.commit(kPcapRecordHeaderBytes + caplen);
             ++sent_[ci];
             continue;
           }

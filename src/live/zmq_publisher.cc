@@ -86,7 +86,6 @@ void ZmqPublisher::on_batch(const LiveItem& item, const std::vector<Client*>& cl
                          zmtp::frame_size(kPcapRecordHeaderBytes + caplen);
         size_t meta = v2_meta_size(iface);
         size_t v2_size = zmtp::frame_size(topic2_.size()) + zmtp::frame_size(meta) + zmtp::frame_size(caplen);
-        auto rec = pcap_record_header(p.ts_ns, static_cast<uint32_t>(caplen), p.orig_len, false);
         for (Want& w : targets) {
           auto& out = w.c->out;
           if (w.v1) {
@@ -95,8 +94,8 @@ void ZmqPublisher::on_batch(const LiveItem& item, const std::vector<Client*>& cl
               o = zmtp::put_frame(o, as_bytes(topic1_), true);
               o = zmtp::put_frame(o, headers[p.iface], true);
               o = zmtp::put_frame_header(o, kPcapRecordHeaderBytes + caplen, false);
-              std::memcpy(o, rec.data(), rec.size());
-              std::memcpy(o + rec.size(), p.data.data(), caplen);
+              o = put_pcap_record_header(o, p.ts_ns, static_cast<uint32_t>(caplen), p.orig_len, false);
+              std::memcpy(o, p.data.data(), caplen);
               out.commit(v1_size);
               ++w.sent;
             } else {

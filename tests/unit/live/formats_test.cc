@@ -27,6 +27,20 @@ TEST(Formats, RecordHeaderMicroAndNanoseconds) {
   EXPECT_EQ(frac, 123'456'789u);
 }
 
+TEST(Formats, RecordHeaderWrittenInPlaceMatchesTheArrayForm) {
+  uint64_t ts = 1'700'000'000'123'456'789ull;
+  for (bool nsec : {false, true}) {
+    uint8_t buf[20];
+    memset(buf, 0xAA, sizeof buf);
+    uint8_t* end = put_pcap_record_header(buf + 2, ts, 60, 1514, nsec);
+    EXPECT_EQ(end, buf + 18);
+    auto want = pcap_record_header(ts, 60, 1514, nsec);
+    EXPECT_EQ(0, memcmp(buf + 2, want.data(), 16));
+    EXPECT_EQ(buf[1], 0xAA);  // nothing outside its 16 bytes
+    EXPECT_EQ(buf[18], 0xAA);
+  }
+}
+
 TEST(Formats, V2MetaRoundTripAndLayout) {
   InterfaceInfo iface{"eth0", 1, 9000};
   PacketView p;
