@@ -55,22 +55,14 @@ Command add_collector_command(CLI::App& app) {
             o.rotate_every_ns = *n;
             return ok_status();
           }, "5m");
-  s.value("compression", "Segment compression: zstd:LEVEL (1..19) or none (plain .pcapng)",
+  s.value("compression",
+          "Segment compression: zstd:LEVEL (1..19; -1..-99 are zstd's fast levels) or none (plain .pcapng)",
           [&o](std::string_view v) -> Status {
-            if (v == "none") {
-              o.zstd_level = 0;
-              return ok_status();
-            }
-            if (v == "zstd") {
-              o.zstd_level = 1;
-              return ok_status();
-            }
-            if (!v.starts_with("zstd:")) return Error("expected zstd:LEVEL or none");
-            auto n = parse_uint(v.substr(5), 19);
-            if (!n || *n == 0) return Error("zstd level must be 1..19");
-            o.zstd_level = static_cast<int>(*n);
+            auto level = parse_compression(v);
+            if (!level) return std::move(level).error();
+            o.zstd_level = *level;
             return ok_status();
-          }, "zstd:1");
+          }, "zstd:-1");
   s.value("frame-size", "Uncompressed bytes per zstd frame / index block (1MiB..4MiB is the sweet spot)",
           [&o](std::string_view v) -> Status {
             auto n = parse_size(v);

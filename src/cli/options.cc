@@ -100,6 +100,19 @@ Result<uint64_t> parse_uint(std::string_view s, uint64_t max) {
   return v;
 }
 
+Result<int> parse_compression(std::string_view s) {
+  s = trim(s);
+  if (s == "none") return 0;
+  if (s == "zstd") return kDefaultZstdLevel;
+  if (!s.starts_with("zstd:")) return Error(fmt::format("'{}': expected zstd:LEVEL, zstd or none", s));
+  std::string_view level = s.substr(5);
+  const bool fast = level.starts_with('-');
+  if (fast) level.remove_prefix(1);
+  auto n = parse_uint(level, fast ? 99 : 19);
+  if (!n || *n == 0) return Error(fmt::format("'{}': the zstd level must be 1..19, or -1..-99 for a fast level", s));
+  return fast ? -static_cast<int>(*n) : static_cast<int>(*n);
+}
+
 std::string format_size(uint64_t b) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   double v = static_cast<double>(b);

@@ -28,6 +28,11 @@ Result<uint64_t> parse_size(std::string_view s);
 Result<uint64_t> parse_duration_ns(std::string_view s);
 Result<bool> parse_bool(std::string_view s);
 Result<uint64_t> parse_uint(std::string_view s, uint64_t max);
+// Segment compression: "none" -> 0; "zstd" -> the default level (-1);
+// "zstd:N" -> N for 1..19 (zstd levels) or -1..-99 (zstd's fast levels, as
+// `zstd --fast=N`: literals are stored, not Huffman-coded).
+inline constexpr int kDefaultZstdLevel = -1;
+Result<int> parse_compression(std::string_view s);
 std::string format_size(uint64_t bytes);
 std::string format_duration(uint64_t ns);
 

@@ -60,7 +60,7 @@ struct CollectorOptions {
   bool osmo_tls = false;                   // osmo-pcap clients connect over TLS (collector's credentials)
   // Storage format (wt/store): zstd level of segments (0 = plain pcapng) and
   // uncompressed bytes per zstd frame / index block.
-  int zstd_level = 1;
+  int zstd_level = -1;
   size_t block_bytes = 1u << 20;
 };
 

@@ -183,11 +183,11 @@ SegmentWriter::SegmentWriter(SegmentOptions opts, const Clock& clock)
   if (opts_.write_buffer_bytes < 4096) opts_.write_buffer_bytes = 4096;
   if (opts_.block_bytes < 4096) opts_.block_bytes = 4096;
   buf_.reserve(opts_.write_buffer_bytes + (64u << 10));
-  compressed_ = opts_.zstd_level > 0;
+  compressed_ = opts_.zstd_level != 0;
   if (compressed_) {
     cctx_ = ZSTD_createCCtx();
     STORE_CHECK(cctx_ != nullptr, "ZSTD_createCCtx");
-    ZSTD_CCtx_setParameter(cctx_, ZSTD_c_compressionLevel, std::min(opts_.zstd_level, ZSTD_maxCLevel()));
+    ZSTD_CCtx_setParameter(cctx_, ZSTD_c_compressionLevel, std::clamp(opts_.zstd_level, ZSTD_minCLevel(), ZSTD_maxCLevel()));
     // Integrity is checked through the index's per-block CRC32C; without
     // a content checksum a frame can be ended after any flush (rollback).
     ZSTD_CCtx_setParameter(cctx_, ZSTD_c_checksumFlag, 0);

@@ -10,7 +10,7 @@
 // "<agent>-<UTC start>.pcapng[.zst]" when sealed (SEAL record, fdatasync,
 // rename, directory fsync); sealed files are never written again.
 //
-// Compression (zstd_level > 0): the pcapng byte stream is compressed into
+// Compression (zstd_level != 0): the pcapng byte stream is compressed into
 // independent zstd frames of about block_bytes of input each, ended only at
 // batch boundaries, so the file is a valid .pcapng.zst and every frame
 // decodes alone. sync() flushes the open frame (ZSTD_e_flush: everything so
@@ -70,7 +70,8 @@ struct SegmentOptions {
   // fdatasync (not crash-safe; for "ack after write" setups). Sealing still
   // fsyncs.
   bool fsync = true;
-  // 0: plain pcapng segments (".pcapng"); 1..22: zstd level (".pcapng.zst").
+  // 0: plain pcapng segments (".pcapng"); otherwise the zstd level
+  // (".pcapng.zst"): 1..22, or negative for zstd's fast levels.
   int zstd_level = 0;
   // Uncompressed bytes per zstd frame / index block (ended at the first
   // batch boundary past it).

@@ -20,6 +20,20 @@ TEST(Options, Sizes) {
   EXPECT_FALSE(parse_size("99999999T").ok());
 }
 
+TEST(Options, Compression) {
+  EXPECT_EQ(*parse_compression("none"), 0);
+  EXPECT_EQ(*parse_compression("zstd"), kDefaultZstdLevel);
+  EXPECT_EQ(*parse_compression("zstd:1"), 1);
+  EXPECT_EQ(*parse_compression("zstd:19"), 19);
+  EXPECT_EQ(*parse_compression("zstd:-1"), -1);
+  EXPECT_EQ(*parse_compression("zstd:-99"), -99);
+  for (const char* bad : {"zstd:0", "zstd:-0", "zstd:20", "zstd:-100", "zstd:", "zstd:-", "zstd:1x", "gzip", "zstd:+3"}) {
+    auto r = parse_compression(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.error().message().find(bad), std::string::npos) << r.error().message();
+  }
+}
+
 TEST(Options, Durations) {
   EXPECT_EQ(*parse_duration_ns("5m"), 300'000'000'000ull);
   EXPECT_EQ(*parse_duration_ns("100ms"), 100'000'000ull);
