@@ -60,6 +60,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/crc32c.h"
 #include "core/result.h"
 
 namespace trawl::agent {
@@ -245,13 +246,10 @@ class Spool {
   SpoolRecovery recovery_;
 };
 
-// CRC32C (Castagnoli), chainable: crc32c(b, crc32c(a)) == crc32c(a ++ b).
-// Uses SSE4.2 when the CPU has it, a slicing-by-8 table otherwise.
-uint32_t crc32c(std::span<const uint8_t> data, uint32_t crc = 0);
-
+// The spool's record checksum: CRC32C (core/crc32c.h).
+using trawl::crc32c;
 namespace spool_detail {
-// The table path alone, so tests can check it against the SSE4.2 path.
-uint32_t crc32c_table(std::span<const uint8_t> data, uint32_t crc = 0);
+using trawl::crc32c_detail::crc32c_table;
 }  // namespace spool_detail
 
 }  // namespace trawl::agent

@@ -1,13 +1,11 @@
-// CRC32C (Castagnoli) for the index: block checksums of segment bytes and
-// record checksums. Chainable: crc32c(b, crc32c(a)) == crc32c(a ++ b).
-// Uses SSE4.2 when the CPU has it. Pure; thread-safe.
+// The index's checksums (block CRCs of segment bytes, record CRCs) are
+// CRC32C: core/crc32c.h, shared with the agent's spool.
 #pragma once
 
-#include <cstdint>
-#include <span>
+#include "core/crc32c.h"
 
 namespace trawl::store {
 
-uint32_t crc32c(std::span<const uint8_t> data, uint32_t crc = 0);
+using trawl::crc32c;
 
 }  // namespace trawl::store
