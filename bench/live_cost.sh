@@ -17,6 +17,9 @@
 #   OSMO_CLIENT=build/tests/e2e/osmo_client bench/live_cost.sh
 # Needs root (a network namespace). Bounded: ROUNDS x 2 runs of COUNT packets.
 # PERF_OUT=PREFIX records a system-wide profile of every run's ingest.
+# Also reported: the collector's own CPU time (all its threads) for the
+# same packets, with and without subscribers: what they cost the collector
+# in work, apart from how the two vCPUs are shared that round.
 source "$(dirname "$0")/../tests/e2e/live_lib.sh"
 require_root
 COUNT=${COUNT:-300000}
@@ -71,9 +74,11 @@ run() {  # run none|three -> RATE (packets/s)
     perf_pid=$!
     sleep 0.5
   fi
+  local c0; c0=$(cpu_ms "$PID_collector")
   t0=$(date +%s.%N)
   nsq "$CO" "$OSMO_CLIENT" 127.0.0.1:$oport "$WORK/gen.pcap" >"$WORK/client.log" 2>&1 || fail "client: $(cat "$WORK/client.log")"
   t1=$(date +%s.%N)
+  CPU=$(( $(cpu_ms "$PID_collector") - c0 ))  # the collector's CPU (all threads) for COUNT packets
   if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; fi
   if [ "$1" = three ]; then
     scrape "$(port_from "$WORK/collector.log" "metrics on port ([0-9]+)")"
@@ -90,15 +95,20 @@ run() {  # run none|three -> RATE (packets/s)
   [ "$stored" = "$want" ] || fail "$1: stored $stored, want $want"
   RATE=$(awk -v n="$COUNT" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
 }
+# CPU time (user + system, every thread) a process has used so far, in ms.
+cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%d", ($12 + $13) * 1000 / hz}' "/proc/$1/stat"; }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END { print a[int((NR + 1) / 2)] }'; }
 
-none=(); three=()
+none=(); three=(); none_cpu=(); three_cpu=()
 for r in $(seq "$ROUNDS"); do
   ROUND=$r
-  run none; none+=("$RATE")
-  run three; three+=("$RATE")
-  log "round $r: no subscribers ${none[-1]} pps, three subscribers (one stalled; zmq messages queued $SENT, dropped $DROPS) ${three[-1]} pps"
+  run none; none+=("$RATE"); none_cpu+=("$CPU")
+  run three; three+=("$RATE"); three_cpu+=("$CPU")
+  log "round $r: no subscribers ${none[-1]} pps, three subscribers (one stalled; zmq messages queued $SENT, dropped $DROPS) ${three[-1]} pps; collector CPU ${none_cpu[-1]} / ${three_cpu[-1]} ms"
 done
 a=$(median "${none[@]}"); b=$(median "${three[@]}")
 printf "collector ingest, %s-byte frames, %s packets, consumers at %s: no subscribers %s pps, three subscribers %s pps, with/without %s\n" \
   "$SIZE" "$COUNT" "${CONSUMER[*]}" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", b / a }')"
+c=$(median "${none_cpu[@]}"); d=$(median "${three_cpu[@]}")
+printf "collector CPU for %s packets (all threads, median): no subscribers %s ms, three subscribers %s ms, with/without %s\n" \
+  "$COUNT" "$c" "$d" "$(awk -v a="$c" -v b="$d" 'BEGIN { printf "%.2f", b / a }')"
